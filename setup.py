@@ -1,0 +1,35 @@
+"""Packaging for gbp-audit: guided-backprop saliency audits as an Apache Beam pipeline.
+
+Workers on Dataflow install this package through ``--setup_file ./setup.py``, so the pins
+below are the set that co-installs (Beam 2.76+ is the first that admits TF 2.21).
+"""
+
+import setuptools
+
+INSTALL_REQUIRES = [
+    "tensorflow==2.21.*",
+    "apache-beam==2.77.*",
+    "tensorflow-datasets==4.9.*",
+    "numpy>=2.0,<3",
+    "pyarrow>=15,<26",
+    "pandas>=2.2,<4",
+    "pyyaml>=6,<7",
+    "matplotlib>=3.8,<4",
+]
+
+EXTRAS_REQUIRE = {
+    "gcp": ["apache-beam[gcp]==2.77.*"],
+    "gpu": ["tensorflow[and-cuda]==2.21.*"],
+    "test": ["apache-beam[gcp]==2.77.*", "pytest>=8", "scipy>=1.11"],
+}
+
+setuptools.setup(
+    name="gbp-audit",
+    version="0.1.0",
+    description="Batch guided-backpropagation saliency audits of image classifiers on Apache Beam.",
+    python_requires=">=3.10,<3.13",
+    packages=setuptools.find_packages(include=["gbp_ops", "gbp_ops.*", "pipeline", "pipeline.*"]),
+    package_data={"pipeline": ["presets/*.yaml"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+)
