@@ -1,0 +1,217 @@
+"""The batched guided-backprop explainer: one compiled forward + backward pass per batch."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gbp_ops import errors
+from gbp_ops.rewrite import SPACE_LOGIT, guide_model
+
+TARGET_PREDICTED = -1  # target value meaning "explain the predicted class"
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+    """Everything one forward + guided backward pass gives for N images.
+
+    Attributes:
+        maps: float32 ``(N, H, W, C)``, d(target score) / d(image).
+        scores: float32 ``(N, K)``, the explained-space outputs (logits when a final
+            softmax/sigmoid was stripped); ``K == 1`` for a single-unit sigmoid model.
+        probabilities: float32 ``(N, num_classes)`` or None when the outputs are not class
+            scores (an intermediate layer is explained).
+        predicted: int64 ``(N,)``, the arg-max class.
+        targets: int64 ``(N,)``, the class (or channel) each map explains.
+        target_scores: float32 ``(N,)``, the explained score of each target.
+    """
+
+    maps: np.ndarray
+    scores: np.ndarray
+    probabilities: np.ndarray | None
+    predicted: np.ndarray
+    targets: np.ndarray
+    target_scores: np.ndarray
+
+    @property
+    def target_probabilities(self):
+        """float32 ``(N,)`` probability of each target, or NaNs without probabilities."""
+        if self.probabilities is None:
+            return np.full(self.targets.shape, np.nan, np.float32)
+        return np.take_along_axis(self.probabilities, self.targets[:, None], axis=1)[:, 0]
+
+
+class GuidedBackprop:
+    """Guided backpropagation for a Keras image classifier, batched with a fixed batch shape.
+
+    The caller's model is cloned and rewritten (see ``guide_model``); the step is one
+    ``tf.function`` with a fixed ``(batch_size, H, W, C)`` signature, so it traces once and
+    a partial last batch is padded rather than re-traced. The step runs on a GPU when TF sees
+    one.
+
+    Args:
+        model: a Functional or Sequential ``keras.Model`` with one image input ``(H, W, C)``.
+        batch_size: the fixed batch the step is compiled for.
+        strip_final_activation: explain the logit under a final softmax/sigmoid (default).
+        allow_unguided: leave unsupported activations unguided (with a warning) instead of
+            raising.
+        layer_name: explain a channel of this top-level layer's output (its spatial sum)
+            instead of a class score; targets then index channels.
+        compile: run the step as a ``tf.function`` (default) or eagerly.
+    """
+
+    def __init__(
+        self,
+        model,
+        batch_size=32,
+        strip_final_activation=True,
+        allow_unguided=False,
+        layer_name=None,
+        compile=True,
+    ):
+        rewrite = guide_model(model, strip_final_activation, allow_unguided)
+        self.guided_sites = rewrite.guided_sites
+        self.unguided_sites = rewrite.unguided_sites
+        self.explained_space = rewrite.explained_space
+        self.stripped_activation = rewrite.stripped_activation
+        self.layer_name = layer_name
+        if layer_name is not None:
+            self.explained_space = f"layer:{layer_name}"
+        self._scorer = _scoring_model(rewrite.model, layer_name)
+        self.batch_size = int(batch_size)
+        self.input_shape = tuple(int(d) for d in rewrite.model.inputs[0].shape[1:])
+        self._num_outputs = int(self._scorer.outputs[0].shape[-1])
+        self.num_classes = 2 if self._num_outputs == 1 else self._num_outputs
+        self.num_steps = 0
+        self.num_traces = 0
+        signature = [
+            tf.TensorSpec((self.batch_size, *self.input_shape), tf.float32),
+            tf.TensorSpec((self.batch_size,), tf.int32),
+        ]
+        self._step = tf.function(self._step_fn, input_signature=signature) if compile else (
+            self._step_fn
+        )
+
+    def _step_fn(self, images, targets):
+        self.num_traces += 1  # a Python side effect: runs once per trace, not per call
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            outputs = self._scorer(images, training=False)
+            scores = _reduce_to_vectors(tf.cast(outputs, tf.float32))
+            if self._num_outputs == 1:
+                # A single sigmoid unit: class 1 is the logit, class 0 its negation.
+                predicted = tf.cast(scores[:, 0] > 0, tf.int32)
+                chosen = tf.where(targets < 0, predicted, targets)
+                target_scores = tf.where(chosen == 1, scores[:, 0], -scores[:, 0])
+            else:
+                predicted = tf.argmax(scores, axis=-1, output_type=tf.int32)
+                chosen = tf.where(targets < 0, predicted, targets)
+                target_scores = tf.gather(scores, chosen, axis=1, batch_dims=1)
+            total = tf.reduce_sum(target_scores)
+        maps = tape.gradient(total, images)
+        return maps, scores, predicted, chosen, target_scores
+
+    def explain(self, images, targets=None):
+        """Guided-backprop maps for ``images``.
+
+        Args:
+            images: float ``(N, H, W, C)`` already preprocessed for the model.
+            targets: None for each example's predicted class, or int ``(N,)`` class indices.
+
+        Returns:
+            float32 ``(N, H, W, C)`` maps.
+        """
+        return self.explain_with_outputs(images, targets).maps
+
+    def explain_with_outputs(self, images, targets=None):
+        """Maps plus the scores, predictions and probabilities of the same forward pass.
+
+        Args:
+            images: float ``(N, H, W, C)`` already preprocessed for the model; any N.
+            targets: None or int ``(N,)``; ``TARGET_PREDICTED`` (-1) entries mean "predicted".
+
+        Returns:
+            An ``Explanation``.
+
+        Raises:
+            GBPError: images of the wrong shape, or targets of the wrong shape or range.
+        """
+        images = self._check_images(images)
+        targets = self._check_targets(targets, len(images))
+        parts = [self._explain_chunk(images[i:i + self.batch_size], targets[i:i + self.batch_size])
+                 for i in range(0, len(images), self.batch_size)]
+        if not parts:
+            parts = [self._explain_chunk(images, targets)]
+        maps, scores, predicted, chosen, target_scores = (
+            np.concatenate(column) for column in zip(*parts)
+        )
+        return Explanation(
+            maps=maps,
+            scores=scores,
+            probabilities=self._probabilities(scores),
+            predicted=predicted.astype(np.int64),
+            targets=chosen.astype(np.int64),
+            target_scores=target_scores,
+        )
+
+    def _explain_chunk(self, images, targets):
+        count = len(images)
+        pad = self.batch_size - count
+        if pad:
+            images = np.concatenate([images, np.zeros((pad, *self.input_shape), np.float32)])
+            targets = np.concatenate([targets, np.zeros(pad, np.int32)])
+        self.num_steps += 1
+        outputs = self._step(tf.constant(images), tf.constant(targets))
+        return tuple(np.asarray(t)[:count] for t in outputs)
+
+    def _probabilities(self, scores):
+        if self.layer_name is not None:
+            return None
+        if self._num_outputs == 1:
+            positive = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+            return np.stack([1.0 - positive, positive], axis=1).astype(np.float32)
+        if self.explained_space == SPACE_LOGIT and self.stripped_activation == "sigmoid":
+            return (1.0 / (1.0 + np.exp(-scores))).astype(np.float32)
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def _check_images(self, images):
+        images = np.asarray(images)
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.input_shape:
+            raise errors.GBPError(
+                errors.BAD_IMAGE_SHAPE.format(expected=self._shape_text(), got=images.shape)
+            )
+        return images.astype(np.float32, copy=False)
+
+    def _shape_text(self):
+        return ", ".join(str(d) for d in self.input_shape)
+
+    def _check_targets(self, targets, count):
+        if targets is None:
+            return np.full(count, TARGET_PREDICTED, np.int32)
+        targets = np.asarray(targets)
+        if targets.shape != (count,) or not np.issubdtype(targets.dtype, np.integer):
+            raise errors.GBPError(errors.BAD_TARGETS_SHAPE.format(count=count, got=targets.shape))
+        bad = targets[(targets >= self.num_classes) | (targets < TARGET_PREDICTED)]
+        if bad.size:
+            raise errors.GBPError(
+                errors.TARGET_OUT_OF_RANGE.format(target=int(bad[0]), num_classes=self.num_classes)
+            )
+        return targets.astype(np.int32)
+
+
+def _scoring_model(model, layer_name):
+    if layer_name is None:
+        return model
+    names = [layer.name for layer in model.layers]
+    if layer_name not in names:
+        raise errors.GBPError(errors.UNKNOWN_LAYER.format(layer=layer_name, names=names))
+    return keras.Model(model.inputs, model.get_layer(layer_name).output)
+
+
+def _reduce_to_vectors(outputs):
+    """``(B, ..., K)`` -> ``(B, K)`` by summing the spatial axes of a feature map."""
+    if outputs.shape.rank > 2:
+        return tf.reduce_sum(outputs, axis=list(range(1, outputs.shape.rank - 1)))
+    return outputs

@@ -1,0 +1,96 @@
+"""Post-processing of guided-backprop maps: channel reduction, normalisation, storage forms.
+
+Pure numpy; every function takes a batch ``(N, H, W[, C])`` and keeps the batch axis.
+"""
+
+import numpy as np
+
+REDUCTIONS = ("max_abs", "l2", "sum", "abs_sum")
+
+
+def reduce_channels(maps, reduction="max_abs"):
+    """Reduces ``(N, H, W, C)`` maps to ``(N, H, W)`` float32.
+
+    Args:
+        maps: float ``(N, H, W, C)``.
+        reduction: ``'max_abs'`` (max over channels of |g|, the usual GBP view), ``'l2'``
+            (channel L2 norm), ``'sum'`` (signed sum) or ``'abs_sum'``.
+
+    Returns:
+        float32 ``(N, H, W)``.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    if reduction == "max_abs":
+        return np.abs(maps).max(axis=-1)
+    if reduction == "l2":
+        return np.sqrt(np.square(maps).sum(axis=-1))
+    if reduction == "sum":
+        return maps.sum(axis=-1)
+    if reduction == "abs_sum":
+        return np.abs(maps).sum(axis=-1)
+    raise ValueError(f"unknown reduction '{reduction}'; expected one of {', '.join(REDUCTIONS)}")
+
+
+def normalize_max_abs(maps):
+    """Scales each map of ``(N, ...)`` by its own max |value| into [-1, 1]; all-zero maps stay 0.
+
+    Returns:
+        float32, same shape as ``maps``.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    peak = np.abs(maps).reshape(len(maps), -1).max(axis=1) if maps.size else np.zeros(len(maps))
+    scale = np.where(peak > 0, peak, 1.0).astype(np.float32)
+    return maps / scale.reshape((-1,) + (1,) * (maps.ndim - 1))
+
+
+def normalize_mass(maps):
+    """Turns each non-negative map of ``(N, H, W)`` into a distribution summing to 1.
+
+    All-zero maps stay all zero. Negative values are treated as their absolute value.
+
+    Returns:
+        float64 ``(N, H, W)``.
+    """
+    mass = np.abs(np.asarray(maps, dtype=np.float64))
+    total = mass.reshape(len(mass), -1).sum(axis=1)
+    scale = np.where(total > 0, total, 1.0)
+    return mass / scale[:, None, None]
+
+
+def downsample(maps, factor):
+    """Average-pools ``(N, H, W)`` maps by an integer ``factor`` (H and W divisible by it).
+
+    Returns:
+        float32 ``(N, H // factor, W // factor)``.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    if factor == 1:
+        return maps
+    n, h, w = maps.shape
+    if h % factor or w % factor:
+        raise ValueError(f"map size {h}x{w} is not divisible by downsample factor {factor}")
+    return maps.reshape(n, h // factor, factor, w // factor, factor).mean(axis=(2, 4))
+
+
+def quantize_uint8(maps):
+    """Quantises each map of ``(N, ...)`` to uint8 codes with a per-map float32 scale.
+
+    A value is ``code / 255 * scale`` for non-negative maps; signed maps are not supported
+    (reduce with max_abs, l2 or abs_sum first).
+
+    Returns:
+        ``(codes, scales)``: uint8 same shape as ``maps``; float32 ``(N,)``.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    if (maps < 0).any():
+        raise ValueError("uint8 quantisation needs non-negative maps; use a non-signed reduction")
+    scales = maps.reshape(len(maps), -1).max(axis=1) if maps.size else np.zeros(0, np.float32)
+    safe = np.where(scales > 0, scales, 1.0).reshape((-1,) + (1,) * (maps.ndim - 1))
+    codes = np.rint(maps / safe * 255.0).astype(np.uint8)
+    return codes, scales.astype(np.float32)
+
+
+def dequantize_uint8(codes, scales):
+    """Inverse of ``quantize_uint8``: float32 maps shaped like ``codes``."""
+    codes = np.asarray(codes, dtype=np.float32)
+    return codes / 255.0 * np.asarray(scales, np.float32).reshape((-1,) + (1,) * (codes.ndim - 1))

@@ -1,0 +1,209 @@
+"""Clone a Keras model and guide every ReLU in the clone; the caller's model is never touched.
+
+Guided forms: ``Activation('relu'|'relu6')``, ``activation='relu'|'relu6'`` (or ``tf.nn.relu``)
+on any layer, ``layers.ReLU`` with any ``max_value``/``threshold`` and ``negative_slope == 0``,
+and all of these inside nested models.
+"""
+
+import dataclasses
+import logging
+
+import keras
+
+from gbp_ops import errors
+from gbp_ops.guided_relu import GuidedReLU, make_guided_relu
+
+# Activations with a kink that guided backprop has no rule for; they raise unless allowed.
+UNSUPPORTED_ACTIVATIONS = frozenset(
+    {"leaky_relu", "elu", "selu", "gelu", "silu", "swish", "hard_silu", "hard_swish", "mish",
+     "celu", "softplus", "glu", "relu_with_negative_slope"}
+)
+UNSUPPORTED_LAYER_TYPES = ("LeakyReLU", "ELU", "PReLU")
+# Final activations that are stripped so the pre-activation score (the logit) is explained.
+STRIPPABLE_FINAL_ACTIVATIONS = frozenset({"softmax", "sigmoid"})
+
+SPACE_LOGIT = "logit"
+SPACE_OUTPUT = "output"
+
+
+@dataclasses.dataclass(frozen=True)
+class GuidedSite:
+    """One ReLU the rewrite guided: its layer path (``outer/inner/layer``) and its form."""
+
+    layer: str
+    form: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RewriteResult:
+    """The guided clone and what was done to make it.
+
+    Attributes:
+        model: the guided clone; same inputs, outputs before the stripped final activation.
+        guided_sites: every ReLU that was guided.
+        unguided_sites: unsupported activations left as they were (only with allow_unguided).
+        explained_space: ``'logit'`` when a final softmax/sigmoid was stripped, else ``'output'``.
+        stripped_activation: the stripped final activation's name, or None.
+    """
+
+    model: keras.Model
+    guided_sites: tuple
+    unguided_sites: tuple
+    explained_space: str
+    stripped_activation: str | None
+
+
+def activation_name(fn):
+    """The canonical name of an activation callable, e.g. ``'relu'`` for ``tf.nn.relu``."""
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    return {"swish": "silu", "hard_swish": "hard_silu", "relu_6": "relu6"}.get(name, name)
+
+
+def _relu_params(name):
+    """(max_value, threshold) of a ReLU-family activation name, or None if not a plain ReLU."""
+    return {"relu": (None, 0.0), "relu6": (6.0, 0.0)}.get(name)
+
+
+def _walk_layers(model, prefix=""):
+    """Yields ``(path, layer)`` for every layer, depth first, descending into nested models."""
+    for layer in model.layers:
+        path = f"{prefix}{layer.name}"
+        yield path, layer
+        if isinstance(layer, keras.Model):
+            yield from _walk_layers(layer, prefix=f"{path}/")
+
+
+def _output_layer(model):
+    """The innermost layer that produces the model's (single) output."""
+    layer = model.outputs[0]._keras_history.operation
+    while isinstance(layer, keras.Model):
+        layer = layer.outputs[0]._keras_history.operation
+    return layer
+
+
+def _check_supported_model(model):
+    if not isinstance(model, keras.Model) or not (
+        isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)
+        or type(model).__name__ == "Functional"
+    ):
+        raise errors.GBPError(errors.SUBCLASSED_MODEL.format(model=getattr(model, "name", model)))
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise errors.GBPError(
+            errors.MULTI_IO_MODEL.format(
+                model=model.name, inputs=len(model.inputs), outputs=len(model.outputs)
+            )
+        )
+
+
+class _LayerPlan:
+    """Decides, per layer of the original model, how the clone's copy is built."""
+
+    def __init__(self, model, strip_final_activation, allow_unguided):
+        self.replacements = {}
+        self.guided_sites = []
+        self.unguided_sites = []
+        self.stripped_activation = None
+        final_layer = _output_layer(model)
+        for path, layer in _walk_layers(model):
+            if isinstance(layer, keras.Model):
+                continue
+            strip = strip_final_activation and layer is final_layer
+            self._plan_layer(path, layer, strip, allow_unguided)
+
+    def _unsupported(self, path, name, allow_unguided):
+        if not allow_unguided:
+            raise errors.GBPError(errors.UNSUPPORTED_ACTIVATION.format(layer=path, activation=name))
+        logging.warning("gbp_ops: leaving layer '%s' (%s) unguided as requested", path, name)
+        self.unguided_sites.append(GuidedSite(path, name))
+
+    def _plan_layer(self, path, layer, strip, allow_unguided):
+        kind = type(layer).__name__
+        if kind in UNSUPPORTED_LAYER_TYPES:
+            self._unsupported(path, kind, allow_unguided)
+            return
+        if isinstance(layer, keras.layers.ReLU):
+            self._plan_relu_layer(path, layer, allow_unguided)
+            return
+        if kind == "Softmax" and strip:
+            self.stripped_activation = "softmax"
+            self.replacements[id(layer)] = lambda: keras.layers.Activation(
+                "linear", name=layer.name
+            )
+            return
+        if not hasattr(layer, "activation") or not callable(layer.activation):
+            return
+        name = activation_name(layer.activation)
+        if strip and name in STRIPPABLE_FINAL_ACTIVATIONS:
+            self.stripped_activation = name
+            self.replacements[id(layer)] = _with_activation(layer, "linear")
+        elif _relu_params(name) is not None:
+            max_value, threshold = _relu_params(name)
+            self.guided_sites.append(GuidedSite(path, f"{kind}(activation={name})"))
+            self.replacements[id(layer)] = _with_activation(
+                layer, make_guided_relu(max_value, threshold)
+            )
+        elif name in UNSUPPORTED_ACTIVATIONS:
+            self._unsupported(path, name, allow_unguided)
+
+    def _plan_relu_layer(self, path, layer, allow_unguided):
+        if float(layer.negative_slope) != 0.0:
+            self._unsupported(path, "relu_with_negative_slope", allow_unguided)
+            return
+        max_value = None if layer.max_value is None else float(layer.max_value)
+        threshold = float(layer.threshold)
+        self.guided_sites.append(
+            GuidedSite(path, f"ReLU(max_value={max_value}, threshold={threshold})")
+        )
+        self.replacements[id(layer)] = lambda: GuidedReLU(
+            max_value=max_value, threshold=threshold, name=layer.name, dtype=layer.dtype_policy
+        )
+
+
+def _with_activation(layer, activation):
+    """A factory for a fresh copy of ``layer`` (from its config) with another activation."""
+
+    def build():
+        config = layer.get_config()
+        config["activation"] = activation
+        return layer.__class__.from_config(config)
+
+    return build
+
+
+def guide_model(model, strip_final_activation=True, allow_unguided=False):
+    """Clones ``model``, copies its weights and guides every ReLU of the clone.
+
+    Args:
+        model: a Functional or Sequential ``keras.Model`` with one input and one output.
+        strip_final_activation: replace a final softmax/sigmoid with linear so the logit is
+            explained.
+        allow_unguided: leave unsupported activations (LeakyReLU, GELU, swish, ...) unguided with
+            a warning instead of raising.
+
+    Returns:
+        A ``RewriteResult``; ``model`` itself is not modified.
+
+    Raises:
+        GBPError: subclassed or multi-input/output model, an unsupported activation (naming
+            the layer), or no ReLU at all.
+    """
+    _check_supported_model(model)
+    plan = _LayerPlan(model, strip_final_activation, allow_unguided)
+    if not plan.guided_sites:
+        raise errors.GBPError(errors.NO_RELU.format(model=model.name))
+
+    def clone_layer(layer):
+        build = plan.replacements.get(id(layer))
+        if build is not None:
+            return build()
+        return layer.__class__.from_config(layer.get_config())
+
+    clone = keras.models.clone_model(model, clone_function=clone_layer, recursive=True)
+    clone.set_weights(model.get_weights())
+    return RewriteResult(
+        model=clone,
+        guided_sites=tuple(plan.guided_sites),
+        unguided_sites=tuple(plan.unguided_sites),
+        explained_space=SPACE_LOGIT if plan.stripped_activation else SPACE_OUTPUT,
+        stripped_activation=plan.stripped_activation,
+    )

@@ -1,0 +1,132 @@
+"""Per-example audit statistics of reduced saliency maps, defined once, in numpy.
+
+Every statistic treats a map's absolute values as attention "mass". All functions take a
+batch of maps ``(N, H, W)`` and return float64 ``(N,)`` (or ``(N, 2)``), so they vectorise
+over a whole batch. An all-zero map gives 0 for shares and NaN where a statistic is
+undefined (entropy, centre of mass).
+"""
+
+import numpy as np
+
+from gbp_ops.maps import normalize_mass
+
+# Column names of the per-example statistics, in output order.
+TOTAL_MASS = "total_mass"
+TOP1_SHARE = "top1_share"
+TOP5_SHARE = "top5_share"
+ENTROPY = "entropy"
+BORDER_SHARE = "border_share"
+CENTER_Y = "center_y"
+CENTER_X = "center_x"
+BOX_SHARE = "box_share"
+STATISTIC_NAMES = (TOTAL_MASS, TOP1_SHARE, TOP5_SHARE, ENTROPY, BORDER_SHARE, CENTER_Y, CENTER_X)
+
+
+def total_mass(maps):
+    """Sum of |map| per example."""
+    return np.abs(np.asarray(maps, np.float64)).reshape(len(maps), -1).sum(axis=1)
+
+
+def top_share(maps, fraction):
+    """Share of mass in the top ``fraction`` of pixels (at least one pixel): concentration.
+
+    A map with all mass in one pixel gives 1; a uniform map gives about ``fraction``.
+    """
+    mass = np.abs(np.asarray(maps, np.float64)).reshape(len(maps), -1)
+    count = max(1, int(np.ceil(fraction * mass.shape[1])))
+    top = -np.partition(-mass, count - 1, axis=1)[:, :count]
+    total = mass.sum(axis=1)
+    return np.where(total > 0, top.sum(axis=1) / np.where(total > 0, total, 1.0), 0.0)
+
+
+def normalized_entropy(maps):
+    """Shannon entropy of the mass distribution divided by log(H*W): 1 = uniform, 0 = one pixel."""
+    p = normalize_mass(maps).reshape(len(maps), -1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+    size = p.shape[1]
+    result = entropy / np.log(size) if size > 1 else np.zeros(len(p))
+    return np.where(p.sum(axis=1) > 0, result, np.nan)
+
+
+def border_mask(height, width, band):
+    """bool ``(H, W)``: True within ``band`` pixels of any image edge."""
+    mask = np.zeros((height, width), bool)
+    if band > 0:
+        mask[:band, :] = mask[-band:, :] = True
+        mask[:, :band] = mask[:, -band:] = True
+    return mask
+
+
+def border_share(maps, band_fraction=0.1):
+    """Share of mass within a border band whose width is ``band_fraction`` of min(H, W)
+    (at least one pixel)."""
+    maps = np.asarray(maps)
+    height, width = maps.shape[1:3]
+    band = max(1, int(round(band_fraction * min(height, width))))
+    return _share_inside(maps, border_mask(height, width, band)[None])
+
+
+def center_of_mass(maps):
+    """float64 ``(N, 2)``: the mass-weighted (y, x) pixel-centre position, scaled into [0, 1]."""
+    p = normalize_mass(maps)
+    height, width = p.shape[1:3]
+    ys = (np.arange(height) + 0.5) / height
+    xs = (np.arange(width) + 0.5) / width
+    center = np.stack([(p.sum(axis=2) * ys).sum(axis=1), (p.sum(axis=1) * xs).sum(axis=1)], 1)
+    return np.where(p.reshape(len(p), -1).sum(axis=1, keepdims=True) > 0, center, np.nan)
+
+
+def box_masks(boxes, height, width):
+    """bool ``(N, H, W)`` masks of normalised ``(ymin, xmin, ymax, xmax)`` boxes ``(N, 4)``.
+
+    A pixel is inside when its centre lies inside the box.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    ys = (np.arange(height) + 0.5) / height
+    xs = (np.arange(width) + 0.5) / width
+    in_y = (ys[None] >= boxes[:, 0:1]) & (ys[None] <= boxes[:, 2:3])
+    in_x = (xs[None] >= boxes[:, 1:2]) & (xs[None] <= boxes[:, 3:4])
+    return in_y[:, :, None] & in_x[:, None, :]
+
+
+def mask_share(maps, masks):
+    """Share of mass inside bool ``masks`` ``(N, H, W)``: the energy-based pointing game."""
+    return _share_inside(np.asarray(maps), np.asarray(masks, bool))
+
+
+def _share_inside(maps, mask):
+    mass = np.abs(np.asarray(maps, np.float64))
+    inside = (mass * mask).reshape(len(mass), -1).sum(axis=1)
+    total = mass.reshape(len(mass), -1).sum(axis=1)
+    return np.where(total > 0, inside / np.where(total > 0, total, 1.0), 0.0)
+
+
+def per_example_statistics(maps, border_band_fraction=0.1, boxes=None):
+    """All per-example statistics of reduced maps, keyed by column name.
+
+    Args:
+        maps: float ``(N, H, W)`` reduced maps.
+        border_band_fraction: border band width as a fraction of min(H, W).
+        boxes: optional float ``(N, 4)`` normalised boxes; rows of NaN mean "no box".
+
+    Returns:
+        dict of column name -> float64 ``(N,)``; includes ``box_share`` only with boxes.
+    """
+    center = center_of_mass(maps)
+    stats = {
+        TOTAL_MASS: total_mass(maps),
+        TOP1_SHARE: top_share(maps, 0.01),
+        TOP5_SHARE: top_share(maps, 0.05),
+        ENTROPY: normalized_entropy(maps),
+        BORDER_SHARE: border_share(maps, border_band_fraction),
+        CENTER_Y: center[:, 0],
+        CENTER_X: center[:, 1],
+    }
+    if boxes is not None:
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        has_box = ~np.isnan(boxes).any(axis=1)
+        height, width = np.asarray(maps).shape[1:3]
+        shares = mask_share(maps, box_masks(np.nan_to_num(boxes), height, width))
+        stats[BOX_SHARE] = np.where(has_box, shares, np.nan)
+    return stats

@@ -1,0 +1,214 @@
+"""GuidedBackprop against the independent numpy reference, closed forms and its own invariants."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gbp_ops import GBPError, GuidedBackprop, errors
+from gbp_ops.reference_model import build_reference_model
+from tests.gbp_ops.numpy_reference import numpy_guided_backprop
+from tests.gbp_ops.toy_models import random_cnn, random_images, randomize_batchnorm
+
+RTOL, ATOL = 1e-4, 1e-6
+
+
+def _plain_gradients(model, images, targets):
+    """Plain d(sum of target outputs)/d(images) of the caller's (unrewritten) model."""
+    images = tf.constant(images)
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        outputs = model(images, training=False)
+        total = tf.reduce_sum(tf.gather(outputs, targets, axis=1, batch_dims=1))
+    return tape.gradient(total, images).numpy()
+
+
+class NegativeSquare(keras.layers.Layer):
+    """y = -x**2: after a ReLU, every upstream gradient is <= 0, so guided maps are zero."""
+
+    def call(self, inputs):
+        return -tf.square(inputs)
+
+
+def test_closed_form_relu_then_negative_square_gives_zero_guided_map():
+    inputs = keras.Input((3,))
+    hidden = keras.layers.Dense(3, activation="relu", name="hidden")(inputs)
+    squared = NegativeSquare()(hidden)
+    outputs = keras.layers.Dense(2, use_bias=False, name="readout")(squared)
+    model = keras.Model(inputs, outputs)
+    model.get_layer("hidden").set_weights([np.eye(3, dtype="float32"), np.ones(3, "float32")])
+    model.get_layer("readout").set_weights([np.ones((3, 2), "float32")])
+    x = np.array([[0.5, 1.0, 2.0]], np.float32)
+
+    explainer = GuidedBackprop(keras.Sequential([keras.Input((1, 1, 3)),
+                                                 keras.layers.Reshape((3,)), model]),
+                               batch_size=1)
+    guided = explainer.explain(x.reshape(1, 1, 1, 3), targets=np.array([0]))
+
+    plain = -2.0 * (x + 1.0)  # d/dx of sum(-(x+1)^2) where x + 1 > 0
+    np.testing.assert_allclose(guided.reshape(1, 3), 0.0)
+    assert np.abs(plain).min() > 0
+
+
+def test_random_cnn_matches_numpy_reference():
+    model = random_cnn(16)
+    images = random_images(5, 16)
+    targets = np.array([0, 1, 2, 3, 4])
+    explanation = GuidedBackprop(model, batch_size=4).explain_with_outputs(images, targets)
+    expected_maps, expected_logits = numpy_guided_backprop(model, images, targets)
+    np.testing.assert_allclose(explanation.scores, expected_logits, rtol=RTOL, atol=1e-5)
+    np.testing.assert_allclose(explanation.maps, expected_maps, rtol=RTOL, atol=ATOL)
+    assert np.abs(expected_maps).max() > 1e-3  # the comparison is not between zero maps
+
+
+def test_reference_model_matches_numpy_reference_on_predicted_class():
+    model = randomize_batchnorm(build_reference_model(32, seed=3), np.random.default_rng(1))
+    images = random_images(3, 32, seed=1)
+    explanation = GuidedBackprop(model, batch_size=3).explain_with_outputs(images)
+    expected_maps, expected_logits = numpy_guided_backprop(model, images, explanation.targets)
+    np.testing.assert_array_equal(explanation.targets, expected_logits.argmax(axis=1))
+    np.testing.assert_allclose(explanation.scores, expected_logits, rtol=RTOL, atol=1e-5)
+    np.testing.assert_allclose(explanation.maps, expected_maps, rtol=RTOL, atol=ATOL)
+    guided_plain, _ = numpy_guided_backprop(model, images, explanation.targets, guided=False)
+    assert not np.allclose(expected_maps, guided_plain, atol=1e-6)
+
+
+def test_batched_equals_per_example_and_partial_batch_equals_full():
+    model = random_cnn(16)
+    images = random_images(7, 16, seed=2)
+    explainer = GuidedBackprop(model, batch_size=4)
+    batched = explainer.explain(images)
+    one_by_one = np.concatenate([explainer.explain(images[i:i + 1]) for i in range(7)])
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, atol=1e-7)
+    assert explainer.num_traces == 1  # partial batches are padded, never re-traced
+
+
+def test_eager_equals_tf_function():
+    model = random_cnn(16)
+    images = random_images(4, 16, seed=3)
+    compiled = GuidedBackprop(model, batch_size=4).explain(images)
+    eager = GuidedBackprop(model, batch_size=4, compile=False).explain(images)
+    np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-7)
+
+
+def test_one_step_per_batch():
+    explainer = GuidedBackprop(random_cnn(16), batch_size=4)
+    explainer.explain(random_images(10, 16))
+    assert explainer.num_steps == 3
+
+
+def test_callers_model_is_unchanged_and_clone_logits_match():
+    model = random_cnn(16)
+    images = random_images(3, 16, seed=4)
+    weights_before = [w.copy() for w in model.get_weights()]
+    activations_before = [getattr(layer, "activation", None) for layer in model.layers]
+    output_before = model(images, training=False).numpy()
+    plain_before = _plain_gradients(model, images, np.array([0, 1, 2]))
+
+    explanation = GuidedBackprop(model, batch_size=3).explain_with_outputs(images)
+
+    for before, after in zip(weights_before, model.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert activations_before == [getattr(layer, "activation", None) for layer in model.layers]
+    np.testing.assert_array_equal(output_before, model(images, training=False).numpy())
+    np.testing.assert_allclose(plain_before, _plain_gradients(model, images, np.array([0, 1, 2])))
+    np.testing.assert_allclose(explanation.probabilities, output_before, rtol=1e-5, atol=1e-6)
+
+
+def test_keep_final_softmax_explains_probability_space():
+    model = random_cnn(16)
+    explainer = GuidedBackprop(model, batch_size=2, strip_final_activation=False)
+    assert explainer.explained_space == "output"
+    images = random_images(2, 16)
+    scores = explainer.explain_with_outputs(images).scores
+    np.testing.assert_allclose(scores, model(images, training=False).numpy(), rtol=1e-5)
+
+
+def test_intermediate_layer_channel_is_explained():
+    model = random_cnn(16)
+    conv = model.layers[5]  # the stride-2 conv, before its ReLU(max_value=6)
+    explainer = GuidedBackprop(model, batch_size=2, layer_name=conv.name)
+    images = random_images(2, 16, seed=5)
+    targets = np.array([1, 3])
+    explanation = explainer.explain_with_outputs(images, targets)
+    assert explainer.explained_space == f"layer:{conv.name}"
+    assert explanation.probabilities is None
+
+    # Reference: the prefix up to that conv, then a Dense that sums each channel spatially.
+    height, width, channels = conv.output.shape[1:]
+    summing = keras.layers.Dense(channels, use_bias=False)
+    reference = keras.Sequential([keras.Input((16, 16, 3)), *model.layers[:6],
+                                  keras.layers.Flatten(), summing])
+    summing.set_weights([np.tile(np.eye(channels, dtype="float32"), (height * width, 1))])
+    expected_maps, expected_scores = numpy_guided_backprop(reference, images, targets)
+    np.testing.assert_allclose(explanation.scores, expected_scores, rtol=RTOL, atol=1e-5)
+    np.testing.assert_allclose(explanation.maps, expected_maps, rtol=RTOL, atol=ATOL)
+    assert np.abs(expected_maps).max() > 0
+
+
+@pytest.mark.parametrize(
+    "layer, activation",
+    [
+        (lambda: keras.layers.LeakyReLU(), "LeakyReLU"),
+        (lambda: keras.layers.Activation("gelu"), "gelu"),
+        (lambda: keras.layers.Activation("swish"), "silu"),
+        (lambda: keras.layers.ELU(), "ELU"),
+        (lambda: keras.layers.ReLU(negative_slope=0.1), "relu_with_negative_slope"),
+    ],
+)
+def test_unsupported_activation_names_the_layer(layer, activation):
+    model = keras.Sequential([
+        keras.Input((4, 4, 1)),
+        keras.layers.Conv2D(2, 3, activation="relu"),
+        layer(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(2),
+    ])
+    bad_layer = model.layers[1].name
+    with pytest.raises(GBPError) as raised:
+        GuidedBackprop(model)
+    assert str(raised.value) == errors.UNSUPPORTED_ACTIVATION.format(
+        layer=bad_layer, activation=activation
+    )
+
+
+def test_allow_unguided_leaves_unsupported_layer_with_warning(caplog):
+    model = keras.Sequential([
+        keras.Input((4, 4, 1)),
+        keras.layers.Conv2D(2, 3, activation="relu"),
+        keras.layers.LeakyReLU(name="leaky"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(2),
+    ])
+    explainer = GuidedBackprop(model, allow_unguided=True, batch_size=1)
+    assert [site.layer for site in explainer.unguided_sites] == ["leaky"]
+    assert "leaky" in caplog.text
+
+
+def test_model_without_relu_is_an_error():
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(2, activation="softmax")], name="linear_net")
+    with pytest.raises(GBPError, match="model 'linear_net' has no ReLU"):
+        GuidedBackprop(model)
+
+
+def test_bad_image_shape_and_targets_are_errors():
+    explainer = GuidedBackprop(random_cnn(16), batch_size=2)
+    with pytest.raises(GBPError) as raised:
+        explainer.explain(np.zeros((2, 8, 8, 3), np.float32))
+    assert str(raised.value) == errors.BAD_IMAGE_SHAPE.format(expected="16, 16, 3",
+                                                             got=(2, 8, 8, 3))
+    with pytest.raises(GBPError) as raised:
+        explainer.explain(random_images(2, 16), targets=np.array([0, 5]))
+    assert str(raised.value) == errors.TARGET_OUT_OF_RANGE.format(target=5, num_classes=5)
+    with pytest.raises(GBPError, match="one int per image"):
+        explainer.explain(random_images(2, 16), targets=np.array([0]))
+
+
+def test_subclassed_model_is_an_error():
+    class Custom(keras.Model):
+        def call(self, inputs):
+            return tf.nn.relu(inputs)
+
+    with pytest.raises(GBPError, match="subclassed"):
+        GuidedBackprop(Custom())

@@ -1,0 +1,46 @@
+"""Small Keras models for the gbp_ops tests, with weights and BN statistics set at random."""
+
+import keras
+import numpy as np
+
+
+def randomize_batchnorm(model, rng):
+    """Gives every BatchNormalization layer non-trivial gamma/beta/moving statistics."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([
+                rng.uniform(0.5, 1.5, gamma.shape).astype("float32"),
+                rng.normal(0.0, 0.2, beta.shape).astype("float32"),
+                rng.normal(0.0, 0.2, mean.shape).astype("float32"),
+                rng.uniform(0.5, 2.0, var.shape).astype("float32"),
+            ])
+        elif isinstance(layer, keras.Model):
+            randomize_batchnorm(layer, rng)
+    return model
+
+
+def random_cnn(input_size=16):
+    """Conv same/valid/strided, BN, every ReLU form the numpy reference knows, pool, dense."""
+    model = keras.Sequential([
+        keras.Input((input_size, input_size, 3)),
+        keras.layers.Conv2D(6, 3, padding="same"),
+        keras.layers.BatchNormalization(),
+        keras.layers.Activation("relu"),
+        keras.layers.Conv2D(8, 3, padding="valid", activation="relu6"),
+        keras.layers.MaxPool2D(2),
+        keras.layers.Conv2D(8, 3, strides=2, padding="same"),
+        keras.layers.ReLU(max_value=6.0),
+        keras.layers.Conv2D(8, 1, activation="relu"),
+        keras.layers.ReLU(threshold=0.05),
+        keras.layers.Flatten(),
+        keras.layers.Dense(12, activation="relu"),
+        keras.layers.Dropout(0.5),
+        keras.layers.Dense(5, activation="softmax"),
+    ])
+    return randomize_batchnorm(model, np.random.default_rng(0))
+
+
+def random_images(count, size, channels=3, seed=0):
+    """float32 ``(count, size, size, channels)`` uniform in [0, 1)."""
+    return np.random.default_rng(seed).random((count, size, size, channels)).astype("float32")
