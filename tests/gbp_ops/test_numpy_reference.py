@@ -148,9 +148,12 @@ def test_reference_model_plain_gradients_match_tensorflow():
 def test_final_activation_softmax_layer_is_stripped():
     keras.utils.set_random_seed(2)
     rng = np.random.default_rng(2)
-    layers = _small_cnn("linear").layers
-    with_layer = keras.Sequential([keras.Input((16, 16, 3)), *layers, keras.layers.Activation("softmax")])
-    linear = keras.Sequential([keras.Input((16, 16, 3)), *layers])
+    linear = _small_cnn("linear")
+    _randomise_batch_norms(linear, rng)
+    # Shares the layers (and so the weights) of `linear`.
+    with_layer = keras.Sequential(
+        [keras.Input((16, 16, 3)), *linear.layers, keras.layers.Activation("softmax")]
+    )
     images = rng.normal(0.0, 1.0, (2, 16, 16, 3)).astype(np.float32)
     targets = np.array([1, 2])
     tf_grads, tf_logits = _tf_plain_gradients(linear, images, targets)
