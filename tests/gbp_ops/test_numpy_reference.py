@@ -178,8 +178,9 @@ def test_relu_layer_variants_match_tensorflow(relu_kwargs):
             keras.layers.Dense(3),
         ]
     )
-    # Pre-activations spread over roughly [-6, 6] so every ReLU region is populated.
-    images = rng.normal(0.0, 3.0, (4, 4, 4, 2)).astype(np.float32)
+    # Pre-activations spread over roughly [-15, 15] so every ReLU region (below 0, below the
+    # threshold, linear, above the max) holds a few percent or more of the units.
+    images = rng.normal(0.0, 8.0, (4, 4, 4, 2)).astype(np.float32)
     targets = np.array([0, 1, 2, 0])
     tf_grads, tf_logits = _tf_plain_gradients(model, images, targets)
     maps, logits = numpy_guided_backprop(model, images, targets, guided=False)

@@ -1,0 +1,216 @@
+"""Parse, decode and preprocess records into model inputs; failures become dead letters."""
+
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+
+from pipeline.read import DEAD_LETTERS
+from pipeline.records import (STAGE_DECODE, STAGE_PARSE, STAGE_PREPROCESS, DeadLetter,
+                              PreparedExample, RawExample)
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], np.float32)
+RGB_TO_GRAY = np.array([0.2989, 0.5870, 0.1140], np.float32)
+
+
+class StageError(ValueError):
+    """A per-record failure at a named stage; becomes a dead letter."""
+
+    def __init__(self, stage, message):
+        super().__init__(message)
+        self.stage = stage
+
+
+def _feature_values(feature):
+    kind = feature.WhichOneof("kind")
+    return list(getattr(feature, kind).value) if kind else []
+
+
+def parse_tf_example(position, serialized, source):
+    """Parses a serialized ``tf.train.Example`` into a RawExample using the configured keys.
+
+    Raises:
+        StageError(parse): not an Example, or a required feature is missing or malformed.
+    """
+    try:
+        features = tf.train.Example.FromString(serialized).features.feature
+    except Exception as error:  # protobuf raises DecodeError, a private type
+        raise StageError(STAGE_PARSE, f"not a tf.train.Example: {error}") from error
+    if source.image_key not in features:
+        raise StageError(STAGE_PARSE, f"missing image feature '{source.image_key}'")
+    image_values = _feature_values(features[source.image_key])
+    if len(image_values) != 1 or not isinstance(image_values[0], bytes):
+        raise StageError(STAGE_PARSE, f"feature '{source.image_key}' must hold one bytes value")
+    label = None
+    if source.label_key and source.label_key in features:
+        values = _feature_values(features[source.label_key])
+        if len(values) != 1 or not isinstance(values[0], int):
+            raise StageError(STAGE_PARSE, f"feature '{source.label_key}' must hold one int")
+        label = int(values[0])
+    example_id = position
+    if source.id_key and source.id_key in features:
+        values = _feature_values(features[source.id_key])
+        if values and isinstance(values[0], bytes):
+            example_id = values[0].decode("utf-8", errors="replace")
+    box = None
+    if source.box_key and source.box_key in features:
+        values = _feature_values(features[source.box_key])
+        if len(values) != 4:
+            raise StageError(STAGE_PARSE, f"feature '{source.box_key}' must hold 4 floats")
+        box = np.asarray(values, np.float32)
+    return RawExample(example_id, position, image_values[0], label, box)
+
+
+def tfds_features_to_raw(position, features, source):
+    """Maps a TFDS numpy feature dict to a RawExample (the image is already decoded)."""
+    if source.image_key not in features:
+        raise StageError(STAGE_PARSE, f"missing image feature '{source.image_key}'")
+    label = features.get(source.label_key) if source.label_key else None
+    example_id = position
+    if source.id_key and source.id_key in features:
+        raw_id = features[source.id_key]
+        example_id = raw_id.decode("utf-8") if isinstance(raw_id, bytes) else str(raw_id)
+    box = features.get(source.box_key) if source.box_key else None
+    return RawExample(example_id, position, np.asarray(features[source.image_key]),
+                      None if label is None else int(label),
+                      None if box is None else np.asarray(box, np.float32).reshape(4))
+
+
+def decode_image(image, source):
+    """Encoded/raw bytes (or an already decoded array) -> numpy ``(H, W, C)``.
+
+    Returns:
+        uint8 for encoded and uint8-raw images; float32 in [0, 1] for float32-raw images.
+
+    Raises:
+        StageError(decode): undecodable bytes, or raw bytes that do not fit ``raw_shape``.
+    """
+    if isinstance(image, np.ndarray):
+        array = image
+    elif source.image_encoding == "raw":
+        dtype = np.dtype(source.raw_dtype)
+        expected = int(np.prod(source.raw_shape)) * dtype.itemsize
+        if len(image) != expected:
+            raise StageError(STAGE_DECODE, f"raw image has {len(image)} bytes; "
+                             f"shape {list(source.raw_shape)} of {dtype} needs {expected}")
+        array = np.frombuffer(image, dtype).reshape(source.raw_shape)
+    else:
+        try:
+            array = tf.io.decode_image(image, expand_animations=False).numpy()
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
+            message = error.message.strip().splitlines()[0] if error.message else "invalid"
+            raise StageError(STAGE_DECODE, f"cannot decode image: {message}") from error
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or min(array.shape[:2]) < 1:
+        raise StageError(STAGE_DECODE, f"image shape {list(array.shape)} is not (H, W, 1|3|4)")
+    return array
+
+
+def to_pixel_range(image):
+    """float32 ``(H, W, C)`` in [0, 255]: uint8 as is, float images taken as [0, 1]."""
+    if image.dtype == np.uint8:
+        return image.astype(np.float32)
+    return np.asarray(image, np.float32) * 255.0
+
+
+def convert_channels(image, channels):
+    """``(H, W, 1|3|4)`` float -> ``(H, W, channels)``: gray repeats, alpha drops, RGB->gray."""
+    if image.shape[-1] == 4:
+        image = image[..., :3]
+    if image.shape[-1] == channels:
+        return image
+    if channels == 3:
+        return np.repeat(image, 3, axis=-1)
+    if channels == 1:
+        return (image @ RGB_TO_GRAY)[..., None]
+    raise StageError(STAGE_PREPROCESS, f"cannot convert {image.shape[-1]} channels to {channels}")
+
+
+def scale_pixels(image, scaling):
+    """float32 pixels in [0, 255] -> the model's input range.
+
+    ``unit``: [0, 1]; ``symmetric``: [-1, 1]; ``imagenet``: (x/255 - mean) / std per channel;
+    ``caffe``: RGB->BGR then minus the BGR mean (3 channels only).
+    """
+    if scaling == "unit":
+        return image / 255.0
+    if scaling == "symmetric":
+        return image / 127.5 - 1.0
+    if scaling == "imagenet":
+        return (image / 255.0 - IMAGENET_MEAN[: image.shape[-1]]) / IMAGENET_STD[: image.shape[-1]]
+    if scaling == "caffe":
+        return image[..., ::-1] - CAFFE_BGR_MEAN
+    raise ValueError(f"unknown scaling '{scaling}'")
+
+
+def preprocess_image(image, input_shape, preprocess):
+    """Decoded image -> float32 model input ``input_shape`` = ``(H, W, C)``.
+
+    Raises:
+        StageError(preprocess): non-finite pixels or an impossible channel conversion.
+    """
+    pixels = to_pixel_range(image)
+    if not np.isfinite(pixels).all():
+        raise StageError(STAGE_PREPROCESS, "image has non-finite (NaN or inf) pixel values")
+    height, width, channels = input_shape
+    pixels = convert_channels(pixels, channels)
+    if pixels.shape[:2] != (height, width):
+        pixels = tf.image.resize(pixels, (height, width), method=preprocess.resize_method).numpy()
+    return scale_pixels(pixels, preprocess.scaling).astype(np.float32)
+
+
+def resolve_target(policy, fixed_target, label):
+    """The class to explain: -1 (predicted), the label, or the fixed index."""
+    if fixed_target is not None:
+        return fixed_target
+    if policy == "label":
+        if label is None:
+            raise StageError(STAGE_PREPROCESS, "target policy 'label' but the record has no label")
+        return label
+    return -1
+
+
+def prepare_example(record, config, input_shape):
+    """SourceRecord -> PreparedExample; the one place the per-record steps are chained.
+
+    Raises:
+        StageError: the stage that failed and why.
+    """
+    source = config.source
+    if isinstance(record.payload, bytes):
+        raw = parse_tf_example(record.position, record.payload, source)
+    else:
+        raw = tfds_features_to_raw(record.position, record.payload, source)
+    image = preprocess_image(decode_image(raw.image, source), input_shape, config.preprocess)
+    target = resolve_target(config.explain.target, config.fixed_target, raw.label)
+    return PreparedExample(raw.example_id, raw.position, image, raw.label, raw.box, target)
+
+
+class PrepareExamplesDoFn(beam.DoFn):
+    """SourceRecord -> PreparedExample, or a DeadLetter (tagged) naming the failed stage."""
+
+    def __init__(self, config, input_shape):
+        self._config = config
+        self._input_shape = tuple(input_shape)
+
+    def setup(self):
+        self._prepared = beam.metrics.Metrics.counter("gbp_audit", "examples_prepared")
+        self._failed = {}
+
+    def _count_failure(self, stage):
+        if stage not in self._failed:
+            self._failed[stage] = beam.metrics.Metrics.counter("gbp_audit", f"failed_{stage}")
+        self._failed[stage].inc()
+
+    def process(self, record):
+        try:
+            example = prepare_example(record, self._config, self._input_shape)
+        except StageError as error:
+            self._count_failure(error.stage)
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTERS, DeadLetter(record.position, record.position, error.stage, str(error)))
+            return
+        self._prepared.inc()
+        yield example
