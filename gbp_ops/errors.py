@@ -36,3 +36,7 @@ UNSAFE_MODEL = (
     "Lambda layer with Python code; only if you trust the file, set safe_mode=False"
 )
 MODEL_LOAD_FAILED = "cannot load model '{path}': {reason}"
+UNSIZED_INPUT = (
+    "model input shape {shape} has no fixed height and width; guided backprop compiles for a "
+    "fixed input, e.g. keras.Input((224, 224, 3))"
+)

@@ -80,7 +80,10 @@ class GuidedBackprop:
             self.explained_space = f"layer:{layer_name}"
         self._scorer = _scoring_model(rewrite.model, layer_name)
         self.batch_size = int(batch_size)
-        self.input_shape = tuple(int(d) for d in rewrite.model.inputs[0].shape[1:])
+        dims = tuple(rewrite.model.inputs[0].shape[1:])
+        if len(dims) != 3 or any(d is None for d in dims):
+            raise errors.GBPError(errors.UNSIZED_INPUT.format(shape=(None, *dims)))
+        self.input_shape = tuple(int(d) for d in dims)
         self._num_outputs = int(self._scorer.outputs[0].shape[-1])
         self.num_classes = 2 if self._num_outputs == 1 else self._num_outputs
         self.num_steps = 0

@@ -1,0 +1,19 @@
+"""gbp-audit's Beam pipeline: read -> preprocess -> batched guided backprop -> Parquet."""
+
+from pipeline.loader import load_errors, load_saliency, load_stats
+
+__all__ = ["build_pipeline", "load_errors", "load_saliency", "load_stats", "run"]
+
+
+def build_pipeline(p, plan, start_time=None):
+    """See ``pipeline.build.build_pipeline`` (imported lazily to keep ``import pipeline`` light)."""
+    from pipeline.build import build_pipeline as build
+
+    return build(p, plan, start_time)
+
+
+def run(argv=None):
+    """See ``pipeline.cli.run``."""
+    from pipeline.cli import run as run_cli
+
+    return run_cli(argv)

@@ -48,6 +48,9 @@ FEATURE_SPEC = {
 import os
 BN_MOMENTUM = float(os.environ.get("BNM", "0.9"))
 SHARD_PREFIX = "shapes"
+# Circle radius as a fraction of S (squares get the same area), and pixel noise std.
+_RADIUS_RANGE = (0.14, 0.28)
+_NOISE_STD = 10.0
 _STAMP_NAME = "assets.json"
 _STAMP_VERSION = 1
 
@@ -71,7 +74,7 @@ def _draw_shape(image, label, background, rng):
     Both shapes of one size have the same area, so size is no cue for the class.
     """
     size = image.shape[0]
-    radius = rng.uniform(0.14, 0.28) * size
+    radius = rng.uniform(*_RADIUS_RANGE) * size
     half = radius * math.sqrt(math.pi) / 2 if label == 1 else radius
     cy, cx = rng.uniform(half + 1, size - half - 1, size=2)
     yy, xx = np.mgrid[0:size, 0:size] + 0.5
@@ -122,7 +125,7 @@ def synthesize_shapes(num_examples, image_size=64, shortcut_fraction=0.5, seed=0
         image = np.empty((image_size, image_size, 3), dtype=np.float32)
         image[:] = background
         _draw_shape(image, labels[index], background, rng)
-        image += rng.normal(0, 10, size=image.shape)
+        image += rng.normal(0, _NOISE_STD, size=image.shape)
         images[index] = np.clip(np.round(image), 0, MAX_NON_MARK_VALUE)
 
     y0, x0, y1, x1 = mark_pixel_box(image_size)

@@ -49,3 +49,9 @@ def delete(paths):
 
 def basename(path):
     return posixpath.basename(path.rstrip("/"))
+
+
+def make_dirs(path):
+    """Creates a directory (and parents) if the filesystem has directories and it is missing."""
+    if not FileSystems.exists(path):
+        FileSystems.mkdirs(path)

@@ -1,0 +1,119 @@
+"""``python -m pipeline``: our flags first, every other flag passes to Beam's PipelineOptions.
+
+Mistakes a user can make (bad config, missing input, unusable model, unwritable output) end
+with one line on stderr and exit code 2; ``--debug`` shows the traceback.
+"""
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+EXIT_USAGE = 2
+EXIT_RUN_FAILED = 1
+DEFAULT_RUNNER = "FnApiRunner"
+
+
+def parse_args(argv):
+    """Splits argv into our options and the pass-through Beam flags."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="Audit a dataset with guided-backprop saliency maps; writes Parquet.",
+        epilog="Unknown flags (e.g. --runner DataflowRunner --project P) go to Beam.",
+    )
+    parser.add_argument("--config", help="YAML run preset, e.g. configs/demo.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.FIELD=VALUE", help="override one config field")
+    parser.add_argument("--output", help="output directory (same as --set output.path=...)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser.parse_known_args(argv)
+
+
+def beam_options(beam_args):
+    """PipelineOptions from the pass-through flags, defaulting the runner to FnApiRunner."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    if not any(arg == "--runner" or arg.startswith("--runner=") for arg in beam_args):
+        beam_args = [f"--runner={DEFAULT_RUNNER}", *beam_args]
+    return PipelineOptions(beam_args)
+
+
+def load_run_config(args):
+    from pipeline.config import load_config
+
+    overrides = list(args.overrides)
+    if args.output:
+        overrides.append(f"output.path={args.output}")
+    return load_config(args.config, overrides)
+
+
+def run(argv=None):
+    """Runs an audit; returns the manifest dict (raises on errors)."""
+    import apache_beam as beam
+
+    from pipeline import paths, sinks
+    from pipeline.build import build_pipeline
+    from pipeline.preflight import preflight
+
+    args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
+    start = time.time()
+    config = load_run_config(args)
+    plan = preflight(config)
+    options = beam_options(beam_args)
+    with beam.Pipeline(options=options) as p:
+        build_pipeline(p, plan, start_time=start)
+    manifest_path = paths.join(config.output.path, sinks.MANIFEST)
+    if not paths.match(manifest_path):  # an asynchronous runner (e.g. Dataflow --dry_run)
+        return None
+    return json.loads(paths.read_text(manifest_path))
+
+
+def summary(manifest):
+    """A short human summary of a finished run."""
+    counts = manifest["counts"]
+    seconds = manifest["wall_time_seconds"]
+    rate = counts.get("saliency_rows", 0) / seconds if seconds else 0.0
+    stages = ", ".join(f"{key[len('errors_'):]}={value}" for key, value in counts.items()
+                       if key.startswith("errors_"))
+    lines = [
+        f"gbp-audit: {counts['input']} inputs -> {counts.get('saliency_rows', 0)} saliency rows"
+        f" + {counts.get('errors', 0)} dead letters" + (f" ({stages})" if stages else ""),
+        f"gbp-audit: {seconds:.1f} s wall, {rate:.1f} examples/s; explained "
+        f"{manifest['explained_space']} space",
+        f"gbp-audit: outputs in {manifest['config']['output']['path']} "
+        "(saliency/, stats/, errors/, manifest.json)",
+    ]
+    if not counts.get("reconciled", False):
+        lines.append("gbp-audit: WARNING counts do not reconcile: input != saliency + errors")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    """Entry point; returns the process exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    from gbp_ops import GBPError
+    from pipeline.config import ConfigError
+    from pipeline.preflight import PreflightError
+
+    try:
+        manifest = run(argv)
+    except (ConfigError, PreflightError, GBPError) as error:
+        if debug:
+            raise
+        print(f"gbp-audit: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as error:  # a failure inside the pipeline
+        if debug:
+            raise
+        message = str(error).strip().splitlines()[-1] if str(error).strip() else type(error)
+        print(f"gbp-audit: run failed: {message} (rerun with --debug for details)",
+              file=sys.stderr)
+        return EXIT_RUN_FAILED
+    if manifest is None:
+        print("gbp-audit: job submitted; outputs appear when it finishes")
+        return 0
+    print(summary(manifest))
+    return 0 if manifest["counts"]["reconciled"] else EXIT_RUN_FAILED

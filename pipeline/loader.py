@@ -1,0 +1,76 @@
+"""Reading audit outputs into pandas, with filters pushed down to pyarrow."""
+
+import numpy as np
+import pyarrow.dataset as ds
+
+from pipeline import schema
+
+
+def _dataset(path, table):
+    from pipeline import paths
+
+    folder = paths.join(path, table)
+    files = paths.match(paths.join(folder, "*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no {table} Parquet files in {folder}")
+    return ds.dataset(files, format="parquet")
+
+
+def load_saliency(path, classes=None, correct=None, columns=None, maps=True):
+    """Loads ``saliency-*.parquet`` as a DataFrame whose ``saliency`` maps are ``(h, w)`` arrays.
+
+    Args:
+        path: the run's output directory (local or any pyarrow-readable path).
+        classes: optional iterable of target class indices to keep (pushed down to pyarrow).
+        correct: optional bool to keep only correctly / incorrectly predicted rows.
+        columns: optional list of columns to read (the map is read only if listed or if
+            ``columns`` is None and ``maps`` is True).
+        maps: reshape the maps to float32 ``(h, w)`` (dequantising uint8 maps).
+
+    Returns:
+        pandas DataFrame; ``df.attrs['gbp_audit']`` holds the schema metadata.
+    """
+    dataset = _dataset(path, "saliency")
+    metadata = schema.read_metadata(dataset.schema)
+    condition = None
+    if classes is not None:
+        condition = ds.field(schema.TARGET).isin([int(c) for c in classes])
+    if correct is not None:
+        flag = ds.field(schema.CORRECT) == bool(correct)
+        condition = flag if condition is None else condition & flag
+    if columns is None and not maps:
+        columns = [name for name in dataset.schema.names if name != schema.SALIENCY]
+    frame = dataset.to_table(columns=columns, filter=condition).to_pandas()
+    if maps and schema.SALIENCY in frame:
+        frame[schema.SALIENCY] = _reshape_maps(frame, metadata)
+    frame.attrs["gbp_audit"] = metadata
+    return frame
+
+
+def _reshape_maps(frame, metadata):
+    height, width = metadata["map_shape"]
+    flat = frame[schema.SALIENCY]
+    if not len(flat):
+        return flat
+    stacked = np.stack(flat.to_numpy()).astype(np.float32).reshape(-1, height, width)
+    if schema.SALIENCY_SCALE in frame:
+        scales = frame[schema.SALIENCY_SCALE].to_numpy(np.float32)
+        stacked = stacked / 255.0 * scales[:, None, None]
+    return list(stacked)
+
+
+def load_stats(path):
+    """Loads ``stats-*.parquet``; ``mean_map`` becomes float32 ``(h, w)`` arrays."""
+    dataset = _dataset(path, "stats")
+    frame = dataset.to_table().to_pandas()
+    if len(frame):
+        size = len(frame[schema.MEAN_MAP].iloc[0])
+        side = int(round(np.sqrt(size)))
+        frame[schema.MEAN_MAP] = [np.asarray(m, np.float32).reshape(side, size // side)
+                                  for m in frame[schema.MEAN_MAP]]
+    return frame
+
+
+def load_errors(path):
+    """Loads ``errors-*.parquet`` (dead letters)."""
+    return _dataset(path, "errors").to_table().to_pandas()

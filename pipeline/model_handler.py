@@ -1,0 +1,142 @@
+"""The RunInference model handler: one guided model per worker process, one GBP step per batch."""
+
+import logging
+import os
+import tempfile
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler
+
+from pipeline import paths
+from pipeline.records import STAGE_EXPLAIN, DeadLetter
+
+# Distinct explainer objects this process has counted in the `models_built` metric.
+_COUNTED_EXPLAINERS = set()
+
+
+def configure_gpus():
+    """Turns on GPU memory growth: several SDK processes on one VM share each GPU."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised in this process; nothing to change
+            pass
+
+
+def localize_model(path):
+    """Returns a local copy of ``path`` (read through Beam FileSystems) for Keras to open."""
+    if os.path.exists(path):
+        return path
+    local_dir = tempfile.mkdtemp(prefix="gbp-model-")
+    local_path = os.path.join(local_dir, paths.basename(path))
+    with open(local_path, "wb") as handle:
+        handle.write(paths.read_bytes(path))
+    return local_path
+
+
+def build_explainer(config):
+    """Loads the model a RunConfig names and builds its GuidedBackprop (module level so tests
+    can swap it).
+
+    Returns:
+        A ``gbp_ops.GuidedBackprop`` compiled for ``config.explain.batch_size``.
+    """
+    import gbp_ops
+
+    configure_gpus()
+    model = gbp_ops.load_model(localize_model(config.model.path), safe_mode=config.model.safe_mode)
+    explainer = gbp_ops.GuidedBackprop(
+        model,
+        batch_size=config.explain.batch_size,
+        strip_final_activation=config.model.strip_final_activation,
+        allow_unguided=config.model.allow_unguided,
+        layer_name=config.model.layer_name,
+    )
+    logging.info("gbp-audit: built guided model (pid %d, %d guided ReLUs)", os.getpid(),
+                 len(explainer.guided_sites))
+    return explainer
+
+
+class ExplainedBatch:
+    """The examples of one batch with their explanation.
+
+    Attributes:
+        examples: the PreparedExamples that were explained, in order.
+        explanation: a ``gbp_ops.Explanation`` for exactly those examples (None if empty).
+        dead_letters: DeadLetters for examples of the batch that could not be explained.
+    """
+
+    def __init__(self, examples, explanation, dead_letters):
+        self.examples = examples
+        self.explanation = explanation
+        self.dead_letters = dead_letters
+
+
+class GuidedBackpropModelHandler(ModelHandler):
+    """Runs ``GuidedBackprop.explain_with_outputs`` on fixed-size batches of PreparedExamples.
+
+    Beam owns the model's lifecycle: ``load_model`` runs once per worker process through
+    ``Shared``, or once per machine with ``explain.large_model`` (then only method calls cross
+    the process boundary, so the whole GBP step is the one method called).
+    """
+
+    def __init__(self, config):
+        batch_size = config.explain.batch_size
+        super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
+                         large_model=config.explain.large_model)
+        self._config = config
+
+    def load_model(self):
+        return build_explainer(self._config)
+
+    def get_metrics_namespace(self):
+        return "gbp_audit"
+
+    def run_inference(self, batch, model, inference_args=None):
+        """Args: batch: PreparedExamples. Returns: a one-element list holding an ExplainedBatch."""
+        if id(model) not in _COUNTED_EXPLAINERS:
+            _COUNTED_EXPLAINERS.add(id(model))
+            beam.metrics.Metrics.counter("gbp_audit", "models_built").inc()
+        beam.metrics.Metrics.counter("gbp_audit", "batches_explained").inc()
+        examples = list(batch)
+        try:
+            explanation = _explain(model, examples)
+            return [ExplainedBatch(examples, explanation, [])]
+        except Exception as error:  # one bad element must not fail its whole batch
+            logging.warning("gbp-audit: batch failed (%s); explaining its examples one by one",
+                            error)
+        return [_explain_one_by_one(model, examples)]
+
+
+def _explain(model, examples):
+    images = np.stack([example.image for example in examples])
+    targets = np.array([example.target for example in examples], np.int32)
+    return model.explain_with_outputs(images, targets)
+
+
+def _explain_one_by_one(model, examples):
+    kept, parts, dead_letters = [], [], []
+    for example in examples:
+        try:
+            parts.append(_explain(model, [example]))
+            kept.append(example)
+        except Exception as error:
+            dead_letters.append(DeadLetter(example.example_id, example.position, STAGE_EXPLAIN,
+                                           f"{type(error).__name__}: {error}"))
+    return ExplainedBatch(kept, _concatenate(parts), dead_letters)
+
+
+def _concatenate(explanations):
+    if not explanations:
+        return None
+    import gbp_ops
+
+    def stack(name):
+        values = [getattr(part, name) for part in explanations]
+        return None if values[0] is None else np.concatenate(values)
+
+    return gbp_ops.Explanation(**{name: stack(name) for name in (
+        "maps", "scores", "probabilities", "predicted", "targets", "target_scores")})

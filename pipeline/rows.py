@@ -1,0 +1,126 @@
+"""Explained batches -> audit rows: reduced maps, per-example statistics, Arrow tables."""
+
+import dataclasses
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+
+from gbp_ops import maps as map_ops
+from gbp_ops import statistics
+from pipeline import schema
+from pipeline.read import DEAD_LETTERS
+from pipeline.records import STAGE_NON_FINITE, DeadLetter
+
+
+@dataclasses.dataclass
+class AuditBatch:
+    """Columns of explained rows, as numpy arrays of length N.
+
+    Attributes:
+        columns: column name -> ``(N,)`` array (object arrays for strings / nullable ints).
+        maps: float32 ``(N, h, w)`` reduced (and downsampled) maps, before storage dtype.
+        statistics: float64 ``(N, S)`` in ``STATISTIC_COLUMNS`` (+ box share) order.
+    """
+
+    columns: dict
+    maps: np.ndarray
+    statistics: np.ndarray
+
+    def __len__(self):
+        return len(self.maps)
+
+
+def _name_of(index, class_names):
+    if index is None or not (0 <= index < len(class_names)):
+        return None
+    return class_names[index]
+
+
+def build_audit_batch(explained, config, class_names):
+    """ExplainedBatch -> (AuditBatch or None, [DeadLetter]) with non-finite rows removed."""
+    dead_letters = list(explained.dead_letters)
+    if explained.explanation is None:
+        return None, dead_letters
+    explanation, examples = explained.explanation, explained.examples
+    reduced = map_ops.reduce_channels(explanation.maps, config.explain.reduction)
+    reduced = map_ops.downsample(reduced, config.output.downsample)
+    target_probs = explanation.target_probabilities
+    finite = (np.isfinite(reduced).reshape(len(reduced), -1).all(axis=1)
+              & np.isfinite(explanation.target_scores))
+    for index in np.flatnonzero(~finite):
+        example = examples[index]
+        dead_letters.append(DeadLetter(example.example_id, example.position, STAGE_NON_FINITE,
+                                       "saliency map or score is NaN or infinite"))
+    keep = np.flatnonzero(finite)
+    if not len(keep):
+        return None, dead_letters
+    kept = [examples[i] for i in keep]
+    reduced = reduced[keep]
+    boxes = None
+    if any(example.box is not None for example in kept):
+        boxes = np.stack([np.full(4, np.nan) if e.box is None else e.box for e in kept])
+    stats = statistics.per_example_statistics(
+        reduced, config.output.border_band_fraction, boxes=boxes)
+    box_share = stats.pop(statistics.BOX_SHARE, np.full(len(kept), np.nan))
+    labels = [example.label for example in kept]
+    predicted = explanation.predicted[keep]
+    columns = {
+        schema.EXAMPLE_ID: np.array([e.example_id for e in kept], object),
+        schema.POSITION: np.array([e.position for e in kept], object),
+        schema.LABEL: np.array(labels, object),
+        schema.LABEL_NAME: np.array([_name_of(label, class_names) for label in labels], object),
+        schema.PREDICTED: predicted,
+        schema.PREDICTED_NAME: np.array([_name_of(int(p), class_names) for p in predicted],
+                                        object),
+        schema.TARGET: explanation.targets[keep],
+        schema.TARGET_SCORE: explanation.target_scores[keep].astype(np.float32),
+        schema.TARGET_PROB: target_probs[keep].astype(np.float32),
+        schema.CORRECT: np.array([None if label is None else bool(label == p)
+                                  for label, p in zip(labels, predicted)], object),
+    }
+    statistic_values = np.stack(
+        [stats[name] for name in schema.STATISTIC_COLUMNS] + [box_share], axis=1)
+    return AuditBatch(columns, reduced.astype(np.float32), statistic_values), dead_letters
+
+
+def to_arrow_table(batch, arrow_schema, map_dtype):
+    """AuditBatch -> ``pa.Table`` with ``arrow_schema``; maps built from one flat buffer."""
+    count, height, width = batch.maps.shape
+    arrays = {name: pa.array(values.tolist() if values.dtype == object else values,
+                             type=arrow_schema.field(name).type)
+              for name, values in batch.columns.items()}
+    if map_dtype == "uint8":
+        codes, scales = map_ops.quantize_uint8(batch.maps)
+        flat, arrays[schema.SALIENCY_SCALE] = codes.reshape(-1), pa.array(scales)
+    else:
+        flat = batch.maps.astype(np.dtype(map_dtype)).reshape(-1)
+    arrays[schema.SALIENCY] = pa.FixedSizeListArray.from_arrays(pa.array(flat), height * width)
+    names = list(schema.STATISTIC_COLUMNS) + [schema.BOX_SHARE]
+    for index, name in enumerate(names):
+        arrays[name] = pa.array(batch.statistics[:, index], type=pa.float64(), from_pandas=True)
+    return pa.Table.from_arrays([arrays[field.name] for field in arrow_schema],
+                                schema=arrow_schema)
+
+
+class ToAuditBatchDoFn(beam.DoFn):
+    """ExplainedBatch -> AuditBatch, plus dead letters for examples that failed to explain."""
+
+    def __init__(self, config, class_names):
+        self._config = config
+        self._class_names = tuple(class_names)
+
+    def setup(self):
+        self._rows = beam.metrics.Metrics.counter("gbp_audit", "saliency_rows")
+        self._non_finite = beam.metrics.Metrics.counter("gbp_audit", "failed_non_finite")
+        self._explain_failed = beam.metrics.Metrics.counter("gbp_audit", "failed_explain")
+
+    def process(self, explained):
+        batch, dead_letters = build_audit_batch(explained, self._config, self._class_names)
+        for letter in dead_letters:
+            counter = self._non_finite if letter.stage == STAGE_NON_FINITE else self._explain_failed
+            counter.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
+        if batch is not None:
+            self._rows.inc(len(batch))
+            yield batch

@@ -1,0 +1,110 @@
+"""Writing the three tables into a staging folder, then publishing them with a manifest.
+
+Each table gets its own folder, ``<output>/<table>/<table>-SSSSS-of-NNNNN.parquet``, so
+``pd.read_parquet(f"{output}/saliency")`` reads exactly one schema. Beam writes everything
+under ``<output>/_staging/`` first (pyarrow and pandas skip paths starting with ``_``, so a
+killed run never breaks a read). Once every table is complete, one Publish step replaces the
+previous outputs, writes ``manifest.json`` and removes the staging folder.
+"""
+
+import json
+import time
+
+import apache_beam as beam
+
+from pipeline import paths, schema
+
+STAGING_DIR = "_staging"
+TABLE_PREFIXES = ("saliency", "stats", "errors")
+MANIFEST = "manifest.json"
+PARQUET_CODEC = "zstd"
+
+
+def staging_prefix(output_dir, table):
+    return paths.join(output_dir, STAGING_DIR, table, table)
+
+
+def table_dir(output_dir, table):
+    """The published folder of one table."""
+    return paths.join(output_dir, table)
+
+
+def write_table(pcoll, output_dir, table, arrow_schema, batched, num_shards=0):
+    """Writes a PCollection of ``pa.Table`` (batched) or row dicts to the staging folder.
+
+    Returns:
+        PCollection of the written (staged) file paths.
+    """
+    writer = beam.io.WriteToParquetBatched if batched else beam.io.WriteToParquet
+    return pcoll | f"Write{table.capitalize()}" >> writer(
+        staging_prefix(output_dir, table),
+        schema=arrow_schema,
+        codec=PARQUET_CODEC,
+        file_name_suffix=".parquet",
+        num_shards=num_shards,
+        shard_name_template="-SSSSS-of-NNNNN",
+    )
+
+
+def previous_outputs(output_dir):
+    """Existing published files of an earlier run in ``output_dir``."""
+    found = []
+    for table in TABLE_PREFIXES:
+        found += paths.match(paths.join(table_dir(output_dir, table), "*.parquet"))
+    return found + paths.match(paths.join(output_dir, MANIFEST))
+
+
+class PublishDoFn(beam.DoFn):
+    """Moves staged files into place and writes the manifest; runs once, after all writes.
+
+    Side inputs: ``staged`` (list of staged file paths) and ``counts`` (dict of name -> int).
+    """
+
+    def __init__(self, output_dir, manifest_base, start_time):
+        self._output_dir = output_dir
+        self._manifest_base = manifest_base
+        self._start_time = start_time
+
+    def process(self, unused_trigger, staged, counts):
+        staged = sorted(staged)
+        paths.delete(previous_outputs(self._output_dir))
+        published = [paths.join(table_dir(self._output_dir, _table_of(path)),
+                                paths.basename(path)) for path in staged]
+        for table in TABLE_PREFIXES:
+            paths.make_dirs(table_dir(self._output_dir, table))
+        if staged:
+            from apache_beam.io.filesystems import FileSystems
+
+            FileSystems.rename(staged, published)
+        manifest = dict(self._manifest_base)
+        manifest["counts"] = manifest_counts(counts)
+        manifest["wall_time_seconds"] = round(time.time() - self._start_time, 3)
+        manifest["files"] = [f"{_table_of(path)}/{paths.basename(path)}" for path in published]
+        paths.write_text(paths.join(self._output_dir, MANIFEST),
+                         json.dumps(manifest, indent=2, sort_keys=True))
+        paths.delete([paths.join(self._output_dir, STAGING_DIR)])
+        yield manifest
+
+
+def _table_of(path):
+    return paths.basename(path).split("-")[0]
+
+
+def manifest_counts(counts):
+    """Counts for the manifest; ``reconciled`` says input == saliency + errors."""
+    counts = {name: int(value) for name, value in sorted(counts.items())}
+    inputs = counts.get("input_records", 0) + counts.get("damaged_shards", 0)
+    counts["input"] = inputs
+    counts["reconciled"] = inputs == counts.get("saliency_rows", 0) + counts.get("errors", 0)
+    return counts
+
+
+def count_into(pcoll, name, weight=None):
+    """A one-element PCollection ``(name, total)``; ``weight(element)`` defaults to 1."""
+    weigh = weight or (lambda element: 1)
+    return (
+        pcoll
+        | f"Weigh{name}" >> beam.Map(weigh)
+        | f"Sum{name}" >> beam.CombineGlobally(sum)
+        | f"Name{name}" >> beam.Map(lambda total: (name, total))
+    )
