@@ -4,6 +4,8 @@ Both yield ``SourceRecord`` elements on the main output and ``DeadLetter`` eleme
 ``dead_letters`` tagged output.
 """
 
+import os
+
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
@@ -89,8 +91,9 @@ def tfds_builder(source):
     import tensorflow_datasets as tfds
 
     if source.tfds_dir:
-        return tfds.builder_from_directory(source.tfds_dir)
-    return tfds.builder(source.tfds_name, data_dir=source.tfds_data_dir or None)
+        return tfds.builder_from_directory(os.path.expanduser(source.tfds_dir))
+    return tfds.builder(source.tfds_name,
+                        data_dir=os.path.expanduser(source.tfds_data_dir) or None)
 
 
 def tfds_class_names(source):

@@ -1,0 +1,45 @@
+"""Shared helpers for end-to-end tests: tiny datasets, models, runs and independent references."""
+
+import io
+import os
+
+import numpy as np
+from PIL import Image
+
+from gbp_ops import GuidedBackprop
+from gbp_ops.reference_model import build_reference_model
+from pipeline import cli
+from tests.gbp_ops.toy_models import randomize_batchnorm
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEMO_PRESET = os.path.join(REPO, "configs", "demo.yaml")
+IMAGE_SIZE = 32
+
+
+def small_model(path, seed=0):
+    """Saves a reference-architecture CNN (1/4 width, 32x32) with varied BN statistics."""
+    model = build_reference_model(IMAGE_SIZE, width_divisor=4, seed=seed)
+    randomize_batchnorm(model, np.random.default_rng(seed))
+    model.save(path)
+    return model
+
+
+def run_demo_preset(pattern, model_path, output, *extra, beam_args=()):
+    """Runs the real demo preset, shrunk to the test's data, model and output; returns the
+    manifest."""
+    argv = ["--config", DEMO_PRESET, "--set", f"source.pattern={pattern}",
+            "--set", f"model.path={model_path}", "--output", str(output)]
+    for override in extra:
+        argv += ["--set", override]
+    return cli.run([*argv, *beam_args])
+
+
+def decode_png(data):
+    """PNG bytes -> uint8 (H, W, 3) with PIL (independent of the pipeline's TF decoder)."""
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def reference_maps(model, images, targets=None):
+    """max-abs channel-reduced GBP maps computed directly with gbp_ops, float32 (N, H, W)."""
+    explanation = GuidedBackprop(model, batch_size=5).explain_with_outputs(images, targets)
+    return np.abs(explanation.maps).max(axis=-1), explanation

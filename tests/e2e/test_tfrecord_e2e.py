@@ -1,0 +1,189 @@
+"""End to end from TFRecord shards to Parquet on FnApiRunner, checked against independent
+computations: gbp_ops on the same images, model.predict, and pandas re-aggregation."""
+
+import apache_beam as beam
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from gbp_ops.statistics import STATISTIC_NAMES
+from pipeline import build, config, model_handler, preflight
+from pipeline.demo_assets import synthesize_shapes, write_tfrecord_shards
+from tests.e2e import helpers
+
+NUM_EXAMPLES = 45
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tfrecord")
+    arrays = synthesize_shapes(NUM_EXAMPLES, image_size=helpers.IMAGE_SIZE, seed=3)
+    write_tfrecord_shards(arrays, str(root / "data"), num_shards=3, image_format="png")
+    model = helpers.small_model(str(root / "model.keras"))
+    return {"root": root, "arrays": arrays, "model": model,
+            "pattern": str(root / "data" / "*.tfrecord"), "model_path": str(root / "model.keras")}
+
+
+@pytest.fixture(scope="module")
+def single_run(dataset):
+    output = dataset["root"] / "out-single"
+    manifest = helpers.run_demo_preset(dataset["pattern"], dataset["model_path"], output,
+                                       "explain.batch_size=8", "output.map_dtype=float32")
+    return output, manifest
+
+
+def _source_images(dataset):
+    """The shards' images decoded by PIL and scaled to [0, 1], keyed by example id."""
+    arrays = dataset["arrays"]
+    return {str(i): (image.astype(np.float32) / 255.0) for i, image in zip(arrays["ids"],
+                                                                         arrays["images"])}
+
+
+def test_counts_reconcile_and_every_example_has_a_row(dataset, single_run):
+    output, manifest = single_run
+    frame = pd.read_parquet(output / "saliency")
+    assert len(frame) == NUM_EXAMPLES
+    assert sorted(frame.example_id) == sorted(str(i) for i in dataset["arrays"]["ids"])
+    assert manifest["counts"]["input"] == NUM_EXAMPLES
+    assert manifest["counts"]["saliency_rows"] == NUM_EXAMPLES
+    assert manifest["counts"]["errors"] == 0 and manifest["counts"]["reconciled"]
+    assert len(pd.read_parquet(output / "errors")) == 0
+
+
+def test_maps_and_predictions_equal_direct_computation(dataset, single_run):
+    output, _ = single_run
+    frame = pd.read_parquet(output / "saliency").sort_values("example_id")
+    images_by_id = _source_images(dataset)
+    images = np.stack([images_by_id[i] for i in frame.example_id])
+    expected_maps, explanation = helpers.reference_maps(dataset["model"], images)
+    stored = np.stack(frame.saliency.to_numpy()).reshape(expected_maps.shape)
+    np.testing.assert_allclose(stored, expected_maps, rtol=1e-4, atol=1e-7)
+    assert np.abs(expected_maps).max() > 0
+
+    probabilities = dataset["model"].predict(images, verbose=0)
+    np.testing.assert_array_equal(frame.predicted.to_numpy(), probabilities.argmax(axis=1))
+    np.testing.assert_allclose(frame.target_prob.to_numpy(), probabilities.max(axis=1),
+                               rtol=1e-4)
+    np.testing.assert_array_equal(frame.label.to_numpy(),
+                                  [dict(zip(map(str, dataset["arrays"]["ids"]),
+                                            dataset["arrays"]["labels"]))[i]
+                                   for i in frame.example_id])
+    assert set(frame.label_name) <= {"circle", "square"}
+    np.testing.assert_array_equal(frame.correct, frame.label == frame.predicted)
+
+
+def _pandas_aggregates(frame, group_columns):
+    rows = {}
+    for key, group in frame.groupby(group_columns) if group_columns else [(None, frame)]:
+        maps = np.stack(group.saliency.to_numpy())
+        peaks = np.abs(maps).max(axis=1, keepdims=True)
+        rows[key if not isinstance(key, tuple) or len(key) > 1 else key[0]] = {
+            "count": len(group),
+            **{f"{name}_mean": group[name].mean() for name in STATISTIC_NAMES},
+            **{f"{name}_std": group[name].std() for name in STATISTIC_NAMES},
+            "mean_map": (np.abs(maps) / np.where(peaks > 0, peaks, 1)).mean(axis=0),
+        }
+    return rows
+
+
+def test_aggregates_equal_pandas_recomputation(single_run):
+    output, _ = single_run
+    frame = pd.read_parquet(output / "saliency")
+    stats = pd.read_parquet(output / "stats")
+    expectations = {
+        "overall": _pandas_aggregates(frame, None),
+        "class": _pandas_aggregates(frame, ["target"]),
+        "class_correct": _pandas_aggregates(frame, ["target", "correct"]),
+    }
+    assert (stats.group == "overall").sum() == 1
+    for _, row in stats.iterrows():
+        if row.group == "overall":
+            expected = expectations["overall"][None]
+        elif row.group == "class":
+            expected = expectations["class"][row["class"]]
+        else:
+            expected = expectations["class_correct"][(row["class"], row.correct)]
+        assert row["count"] == expected["count"]
+        for name in STATISTIC_NAMES:
+            assert row[f"{name}_mean"] == pytest.approx(expected[f"{name}_mean"], rel=1e-9)
+            if expected["count"] > 1:
+                assert row[f"{name}_std"] == pytest.approx(expected[f"{name}_std"], rel=1e-6)
+        np.testing.assert_allclose(row.mean_map, expected["mean_map"], rtol=1e-5, atol=1e-7)
+    assert stats[stats.group == "class"]["count"].sum() == len(frame)
+
+
+def test_load_saliency_gives_2d_maps_and_metadata(single_run):
+    import pipeline
+
+    output, manifest = single_run
+    frame = pipeline.load_saliency(str(output))
+    assert frame.saliency.iloc[0].shape == (helpers.IMAGE_SIZE, helpers.IMAGE_SIZE)
+    metadata = frame.attrs["gbp_audit"]
+    assert metadata["explained_space"] == "logit"
+    assert metadata["model_sha256"] == manifest["model_sha256"]
+    assert metadata["map_shape"] == [helpers.IMAGE_SIZE, helpers.IMAGE_SIZE]
+
+
+def test_multi_processing_gives_identical_outputs(dataset, single_run):
+    output, _ = single_run
+    parallel_output = dataset["root"] / "out-parallel"
+    helpers.run_demo_preset(
+        dataset["pattern"], dataset["model_path"], parallel_output, "explain.batch_size=8",
+        "output.map_dtype=float32",
+        beam_args=["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    single = pd.read_parquet(output / "saliency").sort_values("example_id")
+    parallel = pd.read_parquet(parallel_output / "saliency").sort_values("example_id")
+    assert len(parallel) == len(single) == NUM_EXAMPLES
+    scalar_columns = [c for c in single.columns if c != "saliency"]
+    pd.testing.assert_frame_equal(single[scalar_columns].reset_index(drop=True),
+                                  parallel[scalar_columns].reset_index(drop=True),
+                                  check_exact=False, rtol=1e-5)
+    np.testing.assert_allclose(np.stack(single.saliency.to_numpy()),
+                               np.stack(parallel.saliency.to_numpy()), rtol=1e-5, atol=1e-9)
+
+
+def _run_and_query(plan, runner_args=()):
+    options = PipelineOptions(["--runner=FnApiRunner", *runner_args])
+    pipeline_obj = beam.Pipeline(options=options)
+    build.build_pipeline(pipeline_obj, plan)
+    result = pipeline_obj.run()
+    result.wait_until_finish()
+
+    def counter(name):
+        found = result.metrics().query(MetricsFilter().with_name(name))["counters"]
+        return sum(c.committed for c in found)
+
+    return counter
+
+
+def test_model_built_once_per_worker_process(dataset, tmp_path, monkeypatch):
+    built = []
+    real_builder = model_handler.build_explainer
+
+    def counting_builder(run_config):
+        built.append(run_config.model.path)
+        return real_builder(run_config)
+
+    monkeypatch.setattr(model_handler, "build_explainer", counting_builder)
+    run_config = config.load_config(helpers.DEMO_PRESET, [
+        f"source.pattern={dataset['pattern']}", f"model.path={dataset['model_path']}",
+        f"output.path={tmp_path / 'out'}", "explain.batch_size=4"])
+    plan = preflight.preflight(run_config, explainer_builder=real_builder)
+    counter = _run_and_query(plan)
+    assert counter("batches_explained") >= NUM_EXAMPLES // 4
+    assert counter("models_built") == 1
+    assert len(built) == 1
+
+
+def test_model_built_once_per_process_with_two_workers(dataset, tmp_path):
+    run_config = config.load_config(helpers.DEMO_PRESET, [
+        f"source.pattern={dataset['pattern']}", f"model.path={dataset['model_path']}",
+        f"output.path={tmp_path / 'out'}", "explain.batch_size=4"])
+    plan = preflight.preflight(run_config)
+    counter = _run_and_query(plan, ["--direct_running_mode=multi_processing",
+                                    "--direct_num_workers=2"])
+    assert counter("batches_explained") >= NUM_EXAMPLES // 4
+    assert 1 <= counter("models_built") <= 2
