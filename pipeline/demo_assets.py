@@ -10,6 +10,7 @@ so a pure-white pixel in an image is always part of a mark.
 """
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -53,8 +54,9 @@ _NOISE_STD = 4.0
 # the few hundred steps of a demo run; otherwise inference-mode accuracy stays near chance.
 _BN_MOMENTUM = 0.9
 _DEFAULT_EPOCHS = 10
+_WIDTH_DIVISOR = 2
 _STAMP_NAME = "assets.json"
-_STAMP_VERSION = 1
+_STAMP_VERSION = 1  # Bump when synthesis or training changes, to invalidate cached assets.
 
 
 def mark_pixel_box(image_size):
@@ -66,7 +68,7 @@ def mark_pixel_box(image_size):
     Returns:
         A tuple of 4 ints; the mark covers `image[y0:y1, x0:x1]`.
     """
-    y0, x0, y1, x1 = (int(round(v * image_size)) for v in MARK_BOX)
+    y0, x0, y1, x1 = (int(v * image_size + 0.5) for v in MARK_BOX)
     return y0, x0, max(y1, y0 + 1), max(x1, x0 + 1)
 
 
@@ -96,7 +98,7 @@ def synthesize_shapes(num_examples, image_size=64, shortcut_fraction=0.5, seed=0
     """Synthesises circle/square images, planting a corner mark in some squares.
 
     Each image is a filled shape of random size, position and colour on a noisy
-    random-colour background. Classes alternate in a random order so they are balanced.
+    random-colour background. Labels are balanced (alternating, then shuffled).
 
     Args:
         num_examples: N, the number of images.
@@ -144,8 +146,15 @@ def synthesize_shapes(num_examples, image_size=64, shortcut_fraction=0.5, seed=0
     }
 
 
-def _bytes_feature(value):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+def _to_example(image_bytes, label, example_id, mark_box):
+    """Builds the `tf.train.Example` of one demo image (see `FEATURE_SPEC`)."""
+    feature = {
+        IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_bytes])),
+        LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+        ID_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[example_id.encode()])),
+        MARK_BOX_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=list(mark_box))),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
 def write_tfrecord_shards(arrays, output_dir, num_shards=4, image_format="png"):
@@ -168,7 +177,7 @@ def write_tfrecord_shards(arrays, output_dir, num_shards=4, image_format="png"):
     if image_format == "png":
         encode = tf.io.encode_png
     elif image_format in ("jpeg", "jpg"):
-        encode = lambda image: tf.io.encode_jpeg(image, quality=95)  # noqa: E731
+        encode = functools.partial(tf.io.encode_jpeg, quality=95)
     else:
         raise ValueError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
     tf.io.gfile.makedirs(output_dir)
@@ -179,17 +188,12 @@ def write_tfrecord_shards(arrays, output_dir, num_shards=4, image_format="png"):
         path = tf.io.gfile.join(output_dir, name)
         with tf.io.TFRecordWriter(path) as writer:
             for i in indices:
-                feature = {
-                    IMAGE_KEY: _bytes_feature(encode(arrays["images"][i]).numpy()),
-                    LABEL_KEY: tf.train.Feature(
-                        int64_list=tf.train.Int64List(value=[int(arrays["labels"][i])])
-                    ),
-                    ID_KEY: _bytes_feature(str(arrays["ids"][i]).encode("utf-8")),
-                    MARK_BOX_KEY: tf.train.Feature(
-                        float_list=tf.train.FloatList(value=arrays["mark_box"][i].tolist())
-                    ),
-                }
-                example = tf.train.Example(features=tf.train.Features(feature=feature))
+                example = _to_example(
+                    encode(arrays["images"][i]).numpy(),
+                    arrays["labels"][i],
+                    str(arrays["ids"][i]),
+                    arrays["mark_box"][i].tolist(),
+                )
                 writer.write(example.SerializeToString())
         paths.append(path)
     logger.info("Wrote %d examples to %d shards in %s", len(arrays["labels"]), num_shards,
@@ -200,19 +204,21 @@ def write_tfrecord_shards(arrays, output_dir, num_shards=4, image_format="png"):
 def train_demo_model(
     arrays,
     input_size=64,
-    epochs=12,
+    epochs=_DEFAULT_EPOCHS,
     seed=0,
-    width_divisor=2,
+    width_divisor=_WIDTH_DIVISOR,
     batch_size=32,
     validation_fraction=0.2,
 ):
-    """Trains the reference CNN on the demo arrays.
+    """Trains the reference CNN on the demo arrays with Adam.
 
     Images are scaled to float32 in [0, 1] (`/ 255`). The last `validation_fraction` of the
-    examples is held out; the accuracies and training time are logged.
+    examples is held out; the accuracies and training time are logged. BatchNorm layers
+    train with momentum 0.9 (see `_BN_MOMENTUM`); the architecture is unchanged.
 
     Args:
-        arrays: a dict as returned by `synthesize_shapes` with images of side `input_size`.
+        arrays: a dict as returned by `synthesize_shapes`, images uint8 `(N, S, S, 3)` with
+            S = `input_size`, labels int `(N,)`.
         input_size: S, the model's input side (must match the images, divisible by 16).
         epochs: passes over the training examples.
         seed: seeds the initial weights, shuffling and dropout.
@@ -224,20 +230,22 @@ def train_demo_model(
         The trained, compiled functional `keras.Model`: float32 `(batch, S, S, 3)` in [0, 1]
         to `(batch, len(CLASS_NAMES))` softmax probabilities.
     """
-    model, _ = _train(arrays, input_size, epochs, seed, width_divisor, batch_size,
-                      validation_fraction)
+    model, _ = _train_and_score(
+        arrays, input_size, epochs, seed, width_divisor, batch_size, validation_fraction
+    )
     return model
 
 
-def _train(arrays, input_size, epochs, seed, width_divisor, batch_size, validation_fraction):
-    """Does the work of `train_demo_model`; returns `(model, metrics dict)`."""
+def _train_and_score(
+    arrays, input_size, epochs, seed, width_divisor, batch_size, validation_fraction
+):
+    """Does the work of `train_demo_model`; returns `(model, metrics)`, metrics a dict."""
     images = arrays["images"]
     if images.shape[1:] != (input_size, input_size, 3):
         raise ValueError(f"images have shape {images.shape[1:]}, model wants {input_size}")
     x = images.astype(np.float32) / 255.0
     y = np.asarray(arrays["labels"], dtype=np.int64)
-    num_val = int(len(y) * validation_fraction)
-    num_train = len(y) - num_val
+    num_train = len(y) - int(len(y) * validation_fraction)
 
     model = build_reference_model(
         input_size=input_size,
@@ -254,16 +262,13 @@ def _train(arrays, input_size, epochs, seed, width_divisor, batch_size, validati
         metrics=["accuracy"],
     )
     start = time.perf_counter()
-    model.fit(
-        x[:num_train], y[:num_train], batch_size=batch_size, epochs=epochs, shuffle=True,
-        verbose=0,
-    )
-    seconds = time.perf_counter() - start
-    metrics = {"train_seconds": round(seconds, 1)}
-    metrics["train_accuracy"] = float(model.evaluate(x[:num_train], y[:num_train], verbose=0)[1])
-    if num_val:
-        metrics["val_accuracy"] = float(model.evaluate(x[num_train:], y[num_train:], verbose=0)[1])
-    logger.info("Trained demo model on %d images in %.1f s: %s", num_train, seconds, metrics)
+    model.fit(x[:num_train], y[:num_train], batch_size=batch_size, epochs=epochs, verbose=0)
+    metrics = {"train_seconds": round(time.perf_counter() - start, 1)}
+    metrics["train_accuracy"] = model.evaluate(x[:num_train], y[:num_train], verbose=0)[1]
+    if num_train < len(y):
+        metrics["val_accuracy"] = model.evaluate(x[num_train:], y[num_train:], verbose=0)[1]
+    metrics = {key: round(float(value), 4) for key, value in metrics.items()}
+    logger.info("Trained the demo model on %d images: %s", num_train, metrics)
     return model, metrics
 
 
@@ -280,12 +285,13 @@ class DemoAssets:
 
     tfrecord_pattern: str
     model_path: str
-    class_names: tuple
+    class_names: tuple[str, ...]
     num_examples: int
 
 
-def build_demo_assets(cache_dir, num_examples=1024, image_size=64, num_shards=4, seed=0,
-                      epochs=12):
+def build_demo_assets(
+    cache_dir, num_examples=1024, image_size=64, num_shards=4, seed=0, epochs=_DEFAULT_EPOCHS
+):
     """Builds (or reuses) the demo TFRecords and trained model under `cache_dir`.
 
     Writes `cache_dir/data/shapes-*-of-{num_shards:05d}.tfrecord`, `cache_dir/model.keras`
@@ -301,7 +307,7 @@ def build_demo_assets(cache_dir, num_examples=1024, image_size=64, num_shards=4,
         epochs: training epochs.
 
     Returns:
-        A `DemoAssets`.
+        A `DemoAssets`. The stamp's "metrics" hold the training time and accuracies.
     """
     data_dir = tf.io.gfile.join(cache_dir, "data")
     pattern = tf.io.gfile.join(data_dir, f"{SHARD_PREFIX}-*-of-{num_shards:05d}.tfrecord")
@@ -314,6 +320,7 @@ def build_demo_assets(cache_dir, num_examples=1024, image_size=64, num_shards=4,
         "num_shards": num_shards,
         "seed": seed,
         "epochs": epochs,
+        "width_divisor": _WIDTH_DIVISOR,
     }
     assets = DemoAssets(pattern, model_path, CLASS_NAMES, num_examples)
 
@@ -331,8 +338,9 @@ def build_demo_assets(cache_dir, num_examples=1024, image_size=64, num_shards=4,
 
     arrays = synthesize_shapes(num_examples, image_size=image_size, seed=seed)
     write_tfrecord_shards(arrays, data_dir, num_shards=num_shards)
-    model, metrics = _train(arrays, image_size, epochs, seed, width_divisor=2, batch_size=32,
-                            validation_fraction=0.2)
+    model, metrics = _train_and_score(
+        arrays, image_size, epochs, seed, _WIDTH_DIVISOR, batch_size=32, validation_fraction=0.2
+    )
     model.save(model_path)
     stamp = {"params": params, "metrics": metrics, "class_names": list(CLASS_NAMES)}
     with tf.io.gfile.GFile(stamp_path, "w") as f:
