@@ -43,7 +43,7 @@ FEATURE_SPEC = {
     IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
     LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
     ID_KEY: tf.io.FixedLenFeature([], tf.string),
-    MARK_BOX_KEY: tf.io.FixedLenFeature([4], tf.float32),
+    MARK_BOX_KEY: tf.io.FixedLenFeature([4], tf.float32, default_value=[0.0] * 4),
 }
 
 SHARD_PREFIX = "shapes"
@@ -152,8 +152,10 @@ def _to_example(image_bytes, label, example_id, mark_box):
         IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_bytes])),
         LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
         ID_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[example_id.encode()])),
-        MARK_BOX_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=list(mark_box))),
     }
+    if mark_box is not None:
+        # Only marked images carry a box, so box_share is null (not 0) for the rest.
+        feature[MARK_BOX_KEY] = tf.train.Feature(float_list=tf.train.FloatList(value=mark_box))
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
@@ -162,7 +164,8 @@ def write_tfrecord_shards(arrays, output_dir, num_shards=4, image_format="png"):
 
     Examples are split into `num_shards` contiguous, near-equal slices, in order. Features:
     `IMAGE_KEY` (encoded image bytes), `LABEL_KEY` (int64), `ID_KEY` (utf-8 bytes) and
-    `MARK_BOX_KEY` (4 floats); `FEATURE_SPEC` parses them back.
+    `MARK_BOX_KEY` (4 floats, only on marked images); `FEATURE_SPEC` parses them back
+    (all-zero box where absent).
 
     Args:
         arrays: a dict as returned by `synthesize_shapes` (`images`, `labels`, `ids`,
@@ -192,7 +195,7 @@ def write_tfrecord_shards(arrays, output_dir, num_shards=4, image_format="png"):
                     encode(arrays["images"][i]).numpy(),
                     arrays["labels"][i],
                     str(arrays["ids"][i]),
-                    arrays["mark_box"][i].tolist(),
+                    arrays["mark_box"][i].tolist() if arrays["has_mark"][i] else None,
                 )
                 writer.write(example.SerializeToString())
         paths.append(path)
