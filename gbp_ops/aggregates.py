@@ -1,8 +1,9 @@
 """Mergeable accumulators for audit aggregates: count, mean/std per statistic, mean map,
 histograms. Pure numpy, bounded in size (independent of the number of examples).
 
-Means and variances merge with Chan et al.'s parallel algorithm, so partial results from
-any split of the data combine to the same values a single pass would give.
+Sums are kept exactly, in fixed point (Python ints for the statistics, int64 for the maps),
+so merging is associative: the results are bit-identical however a runner splits, orders
+and merges the partial accumulators. That is what makes re-runs reproduce ``stats``.
 """
 
 import dataclasses
@@ -11,37 +12,39 @@ import numpy as np
 
 from gbp_ops.maps import normalize_max_abs
 
+STAT_FRACTION_BITS = 48  # statistics are summed in units of 2**-48 (Python ints: no overflow)
+MAP_FRACTION_BITS = 32  # normalised maps in [0, 1] in units of 2**-32 (int64: 2**31 maps)
+
 
 @dataclasses.dataclass
 class StatsAccumulator:
-    """Running aggregates of a group of examples.
+    """Exact running sums of a group of examples.
 
     Attributes:
         count: number of examples.
-        stat_count: int64 ``(S,)`` non-NaN values seen per statistic.
-        stat_mean: float64 ``(S,)`` running mean per statistic.
-        stat_m2: float64 ``(S,)`` sum of squared deviations per statistic.
-        map_sum: float64 ``(H, W)`` sum of max-abs-normalised maps.
+        stat_count: list of S ints, non-NaN values seen per statistic.
+        stat_sum: list of S Python ints, sum of values in units of 2**-48.
+        stat_sum_squares: list of S Python ints, sum of squared fixed-point values.
+        map_sum: int64 ``(H, W)`` sum of max-abs-normalised maps in units of 2**-32.
         histograms: int64 ``(S, B)`` counts over ``histogram_edges`` per statistic.
     """
 
     count: int
-    stat_count: np.ndarray
-    stat_mean: np.ndarray
-    stat_m2: np.ndarray
+    stat_count: list
+    stat_sum: list
+    stat_sum_squares: list
     map_sum: np.ndarray
     histograms: np.ndarray
-
-
-def empty_accumulator(num_statistics, map_shape, histogram_bins):
-    return StatsAccumulator(
-        0, np.zeros(num_statistics, np.int64), np.zeros(num_statistics), np.zeros(num_statistics),
-        np.zeros(map_shape), np.zeros((num_statistics, histogram_bins), np.int64))
 
 
 def histogram_edges(histogram_bins):
     """Bin edges over [0, 1] shared by all histograms (the statistics are shares/positions)."""
     return np.linspace(0.0, 1.0, histogram_bins + 1)
+
+
+def _fixed_point(values):
+    """float64 ``(N,)`` without NaNs -> list of Python ints in units of 2**-48."""
+    return [int(v) for v in np.round(np.ldexp(values, STAT_FRACTION_BITS))]
 
 
 def accumulate(values, maps, histogram_bins):
@@ -56,36 +59,34 @@ def accumulate(values, maps, histogram_bins):
         StatsAccumulator.
     """
     values = np.asarray(values, np.float64)
-    valid = ~np.isnan(values)
-    stat_count = valid.sum(axis=0)
-    sums = np.where(valid, values, 0.0).sum(axis=0)
-    stat_mean = np.divide(sums, stat_count, out=np.zeros_like(sums), where=stat_count > 0)
-    deviations = np.where(valid, values - stat_mean, 0.0)
+    stat_count, stat_sum, stat_sum_squares, histograms = [], [], [], []
     edges = histogram_edges(histogram_bins)
-    histograms = np.stack([
-        np.histogram(np.clip(column[~np.isnan(column)], 0.0, 1.0), bins=edges)[0]
-        for column in values.T
-    ]).astype(np.int64) if values.shape[1] else np.zeros((0, histogram_bins), np.int64)
+    for column in values.T:
+        present = column[~np.isnan(column)]
+        fixed = _fixed_point(present)
+        stat_count.append(len(fixed))
+        stat_sum.append(sum(fixed))
+        stat_sum_squares.append(sum(q * q for q in fixed))
+        histograms.append(np.histogram(np.clip(present, 0.0, 1.0), bins=edges)[0])
     normalised = np.abs(normalize_max_abs(maps)).astype(np.float64)
-    return StatsAccumulator(len(values), stat_count, stat_mean, (deviations ** 2).sum(axis=0),
-                            normalised.sum(axis=0), histograms)
+    map_sum = np.round(np.ldexp(normalised, MAP_FRACTION_BITS)).astype(np.int64).sum(axis=0)
+    return StatsAccumulator(
+        len(values), stat_count, stat_sum, stat_sum_squares, map_sum,
+        np.array(histograms, np.int64).reshape(values.shape[1], histogram_bins))
 
 
 def merge(accumulators):
-    """Merges accumulators (Chan et al. for mean/M2). Returns a new StatsAccumulator."""
+    """Sums accumulators exactly. Returns a new StatsAccumulator."""
     accumulators = list(accumulators)
-    result = dataclasses.replace(accumulators[0])
-    for other in accumulators[1:]:
-        total = result.stat_count + other.stat_count
-        delta = other.stat_mean - result.stat_mean
-        safe_total = np.where(total > 0, total, 1)
-        mean = result.stat_mean + delta * other.stat_count / safe_total
-        m2 = result.stat_m2 + other.stat_m2 + delta ** 2 * result.stat_count * other.stat_count / (
-            safe_total)
-        result = StatsAccumulator(
-            result.count + other.count, total, mean, m2, result.map_sum + other.map_sum,
-            result.histograms + other.histograms)
-    return result
+    first = accumulators[0]
+    return StatsAccumulator(
+        sum(acc.count for acc in accumulators),
+        [sum(column) for column in zip(*(acc.stat_count for acc in accumulators))],
+        [sum(column) for column in zip(*(acc.stat_sum for acc in accumulators))],
+        [sum(column) for column in zip(*(acc.stat_sum_squares for acc in accumulators))],
+        first.map_sum + sum(acc.map_sum for acc in accumulators[1:]),
+        first.histograms + sum(acc.histograms for acc in accumulators[1:]),
+    )
 
 
 def extract(accumulator):
@@ -96,15 +97,24 @@ def extract(accumulator):
         std, ddof=1 as in pandas, NaN below two values), ``mean_map`` (float32 ``(H, W)``) and
         ``histograms`` (int64 ``(S, B)``).
     """
-    counts = accumulator.stat_count
-    mean = np.where(counts > 0, accumulator.stat_mean, np.nan)
-    variance = np.divide(accumulator.stat_m2, counts - 1, out=np.full(counts.shape, np.nan),
-                         where=counts > 1)
-    mean_map = accumulator.map_sum / max(accumulator.count, 1)
+    from fractions import Fraction
+
+    unit = 2 ** STAT_FRACTION_BITS
+    means, stds = [], []
+    for count, total, squares in zip(accumulator.stat_count, accumulator.stat_sum,
+                                     accumulator.stat_sum_squares):
+        means.append(float(Fraction(total, count * unit)) if count else np.nan)
+        if count > 1:
+            # Exact: n * sum(q^2) - sum(q)^2 is computed in integers before one rounding.
+            variance = Fraction(count * squares - total * total, count * (count - 1) * unit ** 2)
+            stds.append(float(variance) ** 0.5)
+        else:
+            stds.append(np.nan)
+    mean_map = np.ldexp(accumulator.map_sum.astype(np.float64), -MAP_FRACTION_BITS)
     return {
         "count": int(accumulator.count),
-        "mean": mean,
-        "std": np.sqrt(variance),
-        "mean_map": mean_map.astype(np.float32),
+        "mean": np.array(means, np.float64),
+        "std": np.array(stds, np.float64),
+        "mean_map": (mean_map / max(accumulator.count, 1)).astype(np.float32),
         "histograms": accumulator.histograms.copy(),
     }

@@ -1,0 +1,84 @@
+"""Decoding, channel conversion, resizing and scaling, against values computed by hand."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import preprocess
+from pipeline.config import PreprocessConfig, SourceConfig
+from pipeline.preprocess import StageError
+
+
+def test_scalings_by_hand():
+    pixel = np.array([[[255.0, 0.0, 127.5]]], np.float32)
+    np.testing.assert_allclose(preprocess.scale_pixels(pixel, "unit"), [[[1.0, 0.0, 0.5]]])
+    np.testing.assert_allclose(preprocess.scale_pixels(pixel, "symmetric"), [[[1.0, -1.0, 0.0]]])
+    np.testing.assert_allclose(
+        preprocess.scale_pixels(pixel, "imagenet"),
+        [[[(1 - 0.485) / 0.229, (0 - 0.456) / 0.224, (0.5 - 0.406) / 0.225]]], rtol=1e-6)
+    np.testing.assert_allclose(preprocess.scale_pixels(pixel, "caffe"),
+                               [[[127.5 - 103.939, 0.0 - 116.779, 255.0 - 123.68]]], rtol=1e-6)
+
+
+def test_channel_conversions():
+    gray = np.full((2, 2, 1), 10.0, np.float32)
+    assert preprocess.convert_channels(gray, 3).shape == (2, 2, 3)
+    rgba = np.concatenate([np.full((2, 2, 3), 7.0), np.zeros((2, 2, 1))], axis=-1)
+    np.testing.assert_array_equal(preprocess.convert_channels(rgba, 3), np.full((2, 2, 3), 7.0))
+    rgb = np.zeros((1, 1, 3), np.float32)
+    rgb[0, 0] = [100.0, 50.0, 10.0]
+    expected = 0.2989 * 100 + 0.5870 * 50 + 0.1140 * 10
+    assert preprocess.convert_channels(rgb, 1)[0, 0, 0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_preprocess_resizes_and_scales_like_tf():
+    image = np.random.default_rng(0).integers(0, 256, (10, 14, 1), dtype=np.uint8)
+    result = preprocess.preprocess_image(image, (8, 8, 3), PreprocessConfig(scaling="unit"))
+    expected = tf.image.resize(np.repeat(image, 3, -1).astype(np.float32), (8, 8)).numpy() / 255
+    assert result.shape == (8, 8, 3) and result.dtype == np.float32
+    np.testing.assert_allclose(result, expected, rtol=1e-6)
+
+
+def test_decode_png_jpeg_and_raw():
+    image = np.random.default_rng(1).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    source = SourceConfig(pattern="x")
+    np.testing.assert_array_equal(
+        preprocess.decode_image(tf.io.encode_png(image).numpy(), source), image)
+    jpeg = preprocess.decode_image(tf.io.encode_jpeg(image).numpy(), source)
+    assert jpeg.shape == (6, 5, 3)
+    raw = SourceConfig(pattern="x", image_encoding="raw", raw_dtype="uint8", raw_shape=(6, 5, 3))
+    np.testing.assert_array_equal(preprocess.decode_image(image.tobytes(), raw), image)
+    float_raw = SourceConfig(pattern="x", image_encoding="raw", raw_dtype="float32",
+                             raw_shape=(6, 5, 3))
+    as_float = (image / 255.0).astype(np.float32)
+    decoded = preprocess.decode_image(as_float.tobytes(), float_raw)
+    np.testing.assert_allclose(preprocess.to_pixel_range(decoded), image, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "data, source, message",
+    [
+        (b"not an image", SourceConfig(pattern="x"), "cannot decode image"),
+        (b"\x00" * 7, SourceConfig(pattern="x", image_encoding="raw", raw_shape=(2, 2, 3)),
+         "raw image has 7 bytes; shape [2, 2, 3] of uint8 needs 12"),
+    ],
+)
+def test_decode_errors_are_stage_errors(data, source, message):
+    with pytest.raises(StageError) as raised:
+        preprocess.decode_image(data, source)
+    assert raised.value.stage == "decode" and message in str(raised.value)
+
+
+def test_non_finite_pixels_fail_preprocess():
+    image = np.zeros((2, 2, 3), np.float32)
+    image[0, 0, 0] = np.nan
+    with pytest.raises(StageError, match="non-finite"):
+        preprocess.preprocess_image(image, (2, 2, 3), PreprocessConfig())
+
+
+def test_label_target_policy_needs_a_label():
+    assert preprocess.resolve_target("predicted", None, 3) == -1
+    assert preprocess.resolve_target("label", None, 3) == 3
+    assert preprocess.resolve_target("predicted", 5, None) == 5
+    with pytest.raises(StageError, match="no label"):
+        preprocess.resolve_target("label", None, None)
