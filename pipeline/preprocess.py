@@ -17,9 +17,10 @@ RGB_TO_GRAY = np.array([0.2989, 0.5870, 0.1140], np.float32)
 class StageError(ValueError):
     """A per-record failure at a named stage; becomes a dead letter."""
 
-    def __init__(self, stage, message):
+    def __init__(self, stage, message, example_id=None):
         super().__init__(message)
         self.stage = stage
+        self.example_id = example_id
 
 
 def _feature_values(feature):
@@ -183,8 +184,12 @@ def prepare_example(record, config, input_shape):
         raw = parse_tf_example(record.position, record.payload, source)
     else:
         raw = tfds_features_to_raw(record.position, record.payload, source)
-    image = preprocess_image(decode_image(raw.image, source), input_shape, config.preprocess)
-    target = resolve_target(config.explain.target, config.fixed_target, raw.label)
+    try:
+        image = preprocess_image(decode_image(raw.image, source), input_shape, config.preprocess)
+        target = resolve_target(config.explain.target, config.fixed_target, raw.label)
+    except StageError as error:
+        error.example_id = raw.example_id  # known once parsed; name the dead letter by it
+        raise
     return PreparedExample(raw.example_id, raw.position, image, raw.label, raw.box, target)
 
 
@@ -210,7 +215,8 @@ class PrepareExamplesDoFn(beam.DoFn):
         except StageError as error:
             self._count_failure(error.stage)
             yield beam.pvalue.TaggedOutput(
-                DEAD_LETTERS, DeadLetter(record.position, record.position, error.stage, str(error)))
+                DEAD_LETTERS, DeadLetter(error.example_id or record.position, record.position,
+                                         error.stage, str(error)))
             return
         self._prepared.inc()
         yield example
