@@ -16,7 +16,7 @@ including BN moving statistics. Inside a randomized unit:
 - ``reinitialize``: every weight, the BN moving statistics included, is redrawn from the
   layer's own initializers, i.e. set to the state of a freshly built model (moving mean 0,
   moving variance 1).
-- ``permute``: the trainable weights' entries are permuted; BN moving statistics are kept,
+- ``permute``: every weight tensor's entries are permuted except BN moving statistics, kept
   because they are not learned by gradient descent and permuting mean and variance apart can
   blow up a channel's scale.
 """
@@ -44,6 +44,8 @@ PARTLY_SIMILAR_SPEARMAN = 0.3
 
 # Layer types that hold data statistics rather than learned weights; never randomized.
 _SKIPPED_LAYER_TYPES = ("Normalization", "Rescaling")
+# BatchNormalization weights that are data statistics; ``permute`` keeps them.
+_STATISTIC_WEIGHTS = ("moving_mean", "moving_variance")
 
 UNKNOWN_MODE = "unknown randomization mode '{mode}'; expected one of: reinitialize, permute"
 UNKNOWN_LAYERS = "depth_layers names layers the model does not have: {names}; weighted: {known}"
@@ -111,8 +113,7 @@ def _select_units(model, depth_layers):
 
 def _initializer_for(layer, weight):
     """The layer's initializer of ``weight`` (``kernel`` -> ``kernel_initializer``), or None."""
-    name = weight.name.split("/")[-1].split(":")[0]
-    return getattr(layer, f"{name}_initializer", None)
+    return getattr(layer, f"{_weight_name(weight)}_initializer", None)
 
 
 def _seeded(initializer, seed):
@@ -139,12 +140,17 @@ def _reinitialized(layer, rng):
     return values
 
 
+def _weight_name(weight):
+    return weight.name.split("/")[-1].split(":")[0]
+
+
 def _permuted(layer, rng):
-    """``layer``'s weights with each trainable tensor's entries permuted; BN statistics kept."""
+    """``layer``'s weights with each tensor's entries permuted, BN moving statistics kept."""
     values = []
     for weight in layer.weights:
         original = np.asarray(weight.numpy())
-        if weight.trainable:
+        # By name, not weight.trainable: freezing a layer marks all its weights non-trainable.
+        if _weight_name(weight) not in _STATISTIC_WEIGHTS:
             original = rng.permutation(original.reshape(-1)).reshape(original.shape)
         values.append(original)
     return values
@@ -327,7 +333,9 @@ def summary(rows):
 
     Returns:
         dict depth -> dict with ``randomized_layers`` (str), ``last_layer`` (the unit's top
-        path added at that depth), ``count``, ``spearman_mean``, ``spearman_std``,
+        path added at that depth), ``count``, ``spearman_undefined`` (examples whose map is
+        constant, typically all zero because the randomized model's ReLUs are all off for
+        them; left out of the Spearman mean), ``spearman_mean``, ``spearman_std``,
         ``ssim_mean``, ``ssim_std``; ordered by depth.
     """
     by_depth = {}
@@ -340,7 +348,8 @@ def summary(rows):
         names = group[0]["randomized_layers"].split(",")
         entry = {"randomized_layers": group[0]["randomized_layers"],
                  "last_layer": next((n for n in names if n not in previous), names[-1]),
-                 "count": len(group)}
+                 "count": len(group),
+                 "spearman_undefined": sum(bool(np.isnan(row["spearman"])) for row in group)}
         for key in ("spearman", "ssim"):
             values = np.array([row[key] for row in group], np.float64)
             values = values[~np.isnan(values)]
@@ -366,11 +375,15 @@ def verdict(summary_by_depth):
     depths = sorted(summary_by_depth)
     top = max(d for d in depths if d <= max(TOP_DEPTH, depths[0]))
     deepest = depths[-1]
-    value = summary_by_depth[top]["spearman_mean"]
+    entry = summary_by_depth[top]
+    value = entry["spearman_mean"]
     at_top = f"mean Spearman {value:.2f} at depth {top}"
     tail = ""
+    if entry.get("spearman_undefined"):
+        tail += (f" {entry['spearman_undefined']} of {entry['count']} maps at depth {top} were "
+                 "constant (usually all zero) and are left out of that mean.")
     if deepest != top:
-        tail = (f" With all {deepest} randomized units the mean Spearman is "
+        tail += (f" With all {deepest} units randomized the mean Spearman is "
                 f"{summary_by_depth[deepest]['spearman_mean']:.2f}.")
     if np.isnan(value):
         return f"The maps could not be compared at depth {top} (constant maps).{tail}"
