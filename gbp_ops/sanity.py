@@ -151,9 +151,20 @@ def _permuted(layer, rng):
         original = np.asarray(weight.numpy())
         # By name, not weight.trainable: freezing a layer marks all its weights non-trainable.
         if _weight_name(weight) not in _STATISTIC_WEIGHTS:
-            original = rng.permutation(original.reshape(-1)).reshape(original.shape)
+            original = _shuffled(original, rng)
         values.append(original)
     return values
+
+
+def _shuffled(values, rng, attempts=20):
+    """``values`` with entries permuted; redrawn when the permutation happens to change nothing
+    (likely for a tensor of 2 or 3 entries, such as a small output layer's bias)."""
+    shuffled = values
+    for _ in range(attempts):
+        shuffled = rng.permutation(values.reshape(-1)).reshape(values.shape)
+        if not np.array_equal(shuffled, values):
+            break
+    return shuffled
 
 
 def _random_weights(model, units, mode, seed):
@@ -179,7 +190,7 @@ def clone_with_weights(model):
 
 
 def cascading_randomization(model, depth_layers=None, seed=0, mode=MODE_REINITIALIZE):
-    """Yields copies of ``model`` with the top 1, 2, ..., D units randomized (cumulatively).
+    """Copies of ``model`` with the top 1, 2, ..., D units randomized (cumulatively).
 
     ``model`` is never modified: each depth is a fresh clone. A unit's random weights depend
     only on ``seed`` and its position, so depth d+1 randomizes the same way as depth d plus one
@@ -192,19 +203,23 @@ def cascading_randomization(model, depth_layers=None, seed=0, mode=MODE_REINITIA
             paths randomized together.
         seed: int seed of the random weights.
         mode: ``'reinitialize'`` (redraw from the layers' initializers) or ``'permute'``
-            (permute each trainable tensor's entries).
+            (permute each tensor's entries, BN moving statistics excepted).
 
-    Yields:
-        ``(depth, layer_names, randomized_model)``: depth 1..D, the tuple of all layer paths
-        randomized so far (top first), and the randomized clone.
+    Returns:
+        An iterator of ``(depth, layer_names, randomized_model)``: depth 1..D, the tuple of all
+        layer paths randomized so far (top first), and the randomized clone.
 
     Raises:
-        ValueError: unknown mode, unknown layer names, or no weighted layer.
+        ValueError (at the call, not at the first step): unknown mode, unknown layer names, or
+        no weighted layer.
     """
     if mode not in MODES:
         raise ValueError(UNKNOWN_MODE.format(mode=mode))
     units = _select_units(model, depth_layers)
-    weights = _random_weights(model, units, mode, seed)
+    return _cascade(model, units, _random_weights(model, units, mode, seed))
+
+
+def _cascade(model, units, weights):
     for depth in range(1, len(units) + 1):
         names = tuple(path for unit in units[:depth] for path in unit)
         clone = clone_with_weights(model)
@@ -377,7 +392,7 @@ def verdict(summary_by_depth):
     deepest = depths[-1]
     entry = summary_by_depth[top]
     value = entry["spearman_mean"]
-    at_top = f"mean Spearman {value:.2f} at depth {top}"
+    at_top = f"mean Spearman {value:.2f} at depth {top}, down to {entry['last_layer']}"
     tail = ""
     if entry.get("spearman_undefined"):
         tail += (f" {entry['spearman_undefined']} of {entry['count']} maps at depth {top} were "

@@ -11,6 +11,8 @@ from pipeline.aggregate import AGGREGATED_STATISTICS
 from pipeline.model_handler import GuidedBackpropModelHandler
 from pipeline.preprocess import PrepareExamplesDoFn
 from pipeline.read import DEAD_LETTERS, ReadTFDS, ReadTFRecordShards
+from pipeline.sanity_stage import SanityCheck
+from pipeline.top_examples import CollectReportImages
 
 
 class ReadSource(beam.PTransform):
@@ -45,7 +47,7 @@ class ExplainExamples(beam.PTransform):
         audited = explained | "ToAuditRows" >> beam.ParDo(
             rows.ToAuditBatchDoFn(plan.config, plan.class_names)).with_outputs(
                 DEAD_LETTERS, main="batches")
-        return {"batches": audited.batches,
+        return {"batches": audited.batches, "examples": prepared.examples,
                 "dead_letters": (prepared[DEAD_LETTERS], audited[DEAD_LETTERS])}
 
 
@@ -59,7 +61,8 @@ def build_pipeline(p, plan, start_time=None):
 
     Returns:
         dict of PCollections: ``batches`` (AuditBatch), ``stats`` (row dicts),
-        ``dead_letters`` (DeadLetter) and ``manifest`` (one dict, after publishing).
+        ``dead_letters`` (DeadLetter), ``sanity`` (row dicts; empty unless enabled) and
+        ``manifest`` (one dict, after publishing).
     """
     config = plan.config
     output_dir = config.output.path
@@ -79,9 +82,17 @@ def build_pipeline(p, plan, start_time=None):
     stats = batches | "Aggregate" >> AggregateStats(plan.class_names)
     stats_schema = schema.stats_schema(height, width, AGGREGATED_STATISTICS,
                                        HISTOGRAM_STATISTICS, HISTOGRAM_BINS)
+    if config.sanity.enabled:
+        sanity = explained["examples"] | "SanityCheck" >> SanityCheck(config)
+    else:
+        sanity = p | "NoSanityCheck" >> beam.Create([])
+    images = (batches | "ReportImages" >> CollectReportImages(config.output.report_top_n)
+              if config.output.report else p | "NoReportImages" >> beam.Create([]))
     staged = (
         sinks.write_table(tables, output_dir, "saliency", saliency_schema, batched=True,
                           num_shards=config.output.saliency_shards),
+        *([sinks.write_table(sanity, output_dir, "sanity", schema.SANITY_SCHEMA,
+                             batched=False, num_shards=1)] if config.sanity.enabled else []),
         sinks.write_table(stats, output_dir, "stats", stats_schema, batched=False, num_shards=1),
         sinks.write_table(dead_letters | "ErrorRows" >> beam.Map(lambda d: d.as_row()),
                           output_dir, "errors", schema.ERRORS_SCHEMA, batched=False,
@@ -100,8 +111,10 @@ def build_pipeline(p, plan, start_time=None):
         p
         | "PublishTrigger" >> beam.Create([None])
         | "Publish" >> beam.ParDo(
-            sinks.PublishDoFn(output_dir, plan.manifest_base, start_time or time.time()),
-            staged=beam.pvalue.AsList(staged), counts=beam.pvalue.AsDict(counts))
+            sinks.PublishDoFn(output_dir, plan.manifest_base, start_time or time.time(),
+                              config.output.report_top_n if config.output.report else None),
+            staged=beam.pvalue.AsList(staged), counts=beam.pvalue.AsDict(counts),
+            images=beam.pvalue.AsDict(images), sanity=beam.pvalue.AsList(sanity))
     )
     return {"batches": batches, "stats": stats, "dead_letters": dead_letters,
-            "manifest": manifest}
+            "sanity": sanity, "manifest": manifest}

@@ -18,6 +18,7 @@ REDUCTIONS = ("max_abs", "l2", "sum", "abs_sum")
 MAP_DTYPES = ("float16", "float32", "uint8")
 TARGET_POLICIES = ("predicted", "label")
 CORRUPT_SHARD_POLICIES = ("dead_letter", "fail")
+SANITY_MODES = ("reinitialize", "permute")
 
 
 class ConfigError(ValueError):
@@ -83,6 +84,19 @@ class OutputConfig:
     downsample: int = 1
     border_band_fraction: float = 0.1
     saliency_shards: int = 0  # 0 lets the runner decide
+    report: bool = True  # write report.html + report/*.png at the end
+    report_top_n: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class SanityConfig:
+    """The optional model-randomization sanity check (Adebayo et al. 2018) on a sample."""
+
+    enabled: bool = False
+    sample_size: int = 32
+    mode: str = "reinitialize"
+    depth: int | None = None  # how many layer groups to randomize from the top; None = all
+    seed: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +108,7 @@ class RunConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     explain: ExplainConfig = dataclasses.field(default_factory=ExplainConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+    sanity: SanityConfig = dataclasses.field(default_factory=SanityConfig)
 
     def to_dict(self):
         """Plain nested dict (JSON/YAML-ready)."""
@@ -245,6 +260,12 @@ def validate(config):
     _require(0.0 < output.border_band_fraction < 0.5, "output.border_band_fraction",
              "expected a fraction in (0, 0.5)")
     _require(output.saliency_shards >= 0, "output.saliency_shards", "expected an integer >= 0")
+    _require(output.report_top_n >= 0, "output.report_top_n", "expected an integer >= 0")
+    sanity = config.sanity
+    _require(sanity.sample_size >= 1, "sanity.sample_size", "expected an integer >= 1")
+    _one_of(sanity.mode, SANITY_MODES, "sanity.mode")
+    _require(sanity.depth is None or sanity.depth >= 1, "sanity.depth",
+             "expected null (all layers) or an integer >= 1")
 
 
 def parse_override(text):

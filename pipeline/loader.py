@@ -1,7 +1,9 @@
 """Reading audit outputs into pandas, with filters pushed down to pyarrow."""
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 
 from pipeline import schema
 
@@ -13,7 +15,17 @@ def _dataset(path, table):
     files = paths.match(paths.join(folder, "*.parquet"))
     if not files:
         raise FileNotFoundError(f"no {table} Parquet files in {folder}")
-    return ds.dataset(files, format="parquet")
+    if "://" not in files[0]:
+        return ds.dataset(files, format="parquet")
+    # pyarrow takes a list of URIs only with their filesystem given (gs://, s3://, hdfs://).
+    try:
+        filesystem, first = pafs.FileSystem.from_uri(files[0])
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a scheme only Beam knows
+        parquet = ds.ParquetFileFormat()
+        fragments = [parquet.make_fragment(pa.py_buffer(paths.read_bytes(f))) for f in files]
+        return ds.FileSystemDataset(fragments, fragments[0].physical_schema, parquet)
+    root = files[0][:len(files[0]) - len(first)]
+    return ds.dataset([f[len(root):] for f in files], filesystem=filesystem, format="parquet")
 
 
 def load_saliency(path, classes=None, correct=None, columns=None, maps=True):

@@ -152,6 +152,12 @@ def preprocess_image(image, input_shape, preprocess):
     Raises:
         StageError(preprocess): non-finite pixels or an impossible channel conversion.
     """
+    return preprocess_with_display(image, input_shape, preprocess)[0]
+
+
+def preprocess_with_display(image, input_shape, preprocess):
+    """Like ``preprocess_image``, also returning the resized uint8 ``(H, W, 3)`` image that
+    reports draw maps on."""
     pixels = to_pixel_range(image)
     if not np.isfinite(pixels).all():
         raise StageError(STAGE_PREPROCESS, "image has non-finite (NaN or inf) pixel values")
@@ -159,7 +165,10 @@ def preprocess_image(image, input_shape, preprocess):
     pixels = convert_channels(pixels, channels)
     if pixels.shape[:2] != (height, width):
         pixels = tf.image.resize(pixels, (height, width), method=preprocess.resize_method).numpy()
-    return scale_pixels(pixels, preprocess.scaling).astype(np.float32)
+    display = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    if display.shape[-1] == 1:
+        display = np.repeat(display, 3, axis=-1)
+    return scale_pixels(pixels, preprocess.scaling).astype(np.float32), display
 
 
 def resolve_target(policy, fixed_target, label):
@@ -185,12 +194,14 @@ def prepare_example(record, config, input_shape):
     else:
         raw = tfds_features_to_raw(record.position, record.payload, source)
     try:
-        image = preprocess_image(decode_image(raw.image, source), input_shape, config.preprocess)
+        image, display = preprocess_with_display(decode_image(raw.image, source), input_shape,
+                                                 config.preprocess)
         target = resolve_target(config.explain.target, config.fixed_target, raw.label)
     except StageError as error:
         error.example_id = raw.example_id  # known once parsed; name the dead letter by it
         raise
-    return PreparedExample(raw.example_id, raw.position, image, raw.label, raw.box, target)
+    return PreparedExample(raw.example_id, raw.position, image, display, raw.label, raw.box,
+                           target)
 
 
 class PrepareExamplesDoFn(beam.DoFn):

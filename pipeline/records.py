@@ -53,12 +53,14 @@ class PreparedExample:
 
     Attributes:
         image: float32 ``(H, W, C)`` model input.
+        display: uint8 ``(H, W, 3)`` the resized image before scaling, for report overlays.
         target: the class to explain, or -1 for "the predicted class".
     """
 
     example_id: str
     position: str
     image: np.ndarray
+    display: np.ndarray
     label: int | None
     box: np.ndarray | None
     target: int

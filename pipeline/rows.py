@@ -21,11 +21,13 @@ class AuditBatch:
         columns: column name -> ``(N,)`` array (object arrays for strings / nullable ints).
         maps: float32 ``(N, h, w)`` reduced (and downsampled) maps, before storage dtype.
         statistics: float64 ``(N, S)`` in ``STATISTIC_COLUMNS`` (+ box share) order.
+        displays: uint8 ``(N, H, W, 3)`` input images (for report overlays; not written).
     """
 
     columns: dict
     maps: np.ndarray
     statistics: np.ndarray
+    displays: np.ndarray
 
     def __len__(self):
         return len(self.maps)
@@ -63,6 +65,11 @@ def build_audit_batch(explained, config, class_names):
     stats = statistics.per_example_statistics(
         reduced, config.output.border_band_fraction, boxes=boxes)
     box_share = stats.pop(statistics.BOX_SHARE, np.full(len(kept), np.nan))
+    box_area = np.full(len(kept), np.nan)
+    if boxes is not None:
+        height, width = reduced.shape[1:]
+        areas = statistics.box_masks(np.nan_to_num(boxes), height, width).mean(axis=(1, 2))
+        box_area = np.where(np.isnan(boxes).any(axis=1), np.nan, areas)
     labels = [example.label for example in kept]
     predicted = explanation.predicted[keep]
     columns = {
@@ -78,17 +85,20 @@ def build_audit_batch(explained, config, class_names):
         schema.TARGET_PROB: target_probs[keep].astype(np.float32),
         schema.CORRECT: np.array([None if label is None else bool(label == p)
                                   for label, p in zip(labels, predicted)], object),
+        schema.BOX_AREA: box_area,
     }
     statistic_values = np.stack(
         [stats[name] for name in schema.STATISTIC_COLUMNS] + [box_share], axis=1)
-    return AuditBatch(columns, reduced.astype(np.float32), statistic_values), dead_letters
+    displays = np.stack([example.display for example in kept])
+    return (AuditBatch(columns, reduced.astype(np.float32), statistic_values, displays),
+            dead_letters)
 
 
 def to_arrow_table(batch, arrow_schema, map_dtype):
     """AuditBatch -> ``pa.Table`` with ``arrow_schema``; maps built from one flat buffer."""
     count, height, width = batch.maps.shape
     arrays = {name: pa.array(values.tolist() if values.dtype == object else values,
-                             type=arrow_schema.field(name).type)
+                             type=arrow_schema.field(name).type, from_pandas=True)
               for name, values in batch.columns.items()}
     if map_dtype == "uint8":
         codes, scales = map_ops.quantize_uint8(batch.maps)

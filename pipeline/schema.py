@@ -21,6 +21,7 @@ SALIENCY = "saliency"
 SALIENCY_SCALE = "saliency_scale"
 STATISTIC_COLUMNS = statistics.STATISTIC_NAMES
 BOX_SHARE = statistics.BOX_SHARE
+BOX_AREA = "box_area"  # share of the map's pixels inside the example's box
 
 # errors-*.parquet columns
 STAGE = "stage"
@@ -58,7 +59,7 @@ def saliency_schema(map_height, map_width, map_dtype, metadata):
     if map_dtype == "uint8":
         fields.append(pa.field(SALIENCY_SCALE, pa.float32()))
     fields += [pa.field(name, pa.float64()) for name in STATISTIC_COLUMNS]
-    fields.append(pa.field(BOX_SHARE, pa.float64()))
+    fields += [pa.field(BOX_SHARE, pa.float64()), pa.field(BOX_AREA, pa.float64())]
     return pa.schema(fields, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
 
 
@@ -82,6 +83,14 @@ def stats_schema(map_height, map_width, statistic_names, histogram_names, histog
     fields.append(pa.field(MEAN_MAP, pa.list_(pa.float32(), map_height * map_width)))
     return pa.schema(fields)
 
+
+SANITY_SCHEMA = pa.schema([
+    pa.field("depth", pa.int64(), nullable=False),
+    pa.field("randomized_layers", pa.string()),
+    pa.field(EXAMPLE_ID, pa.string()),
+    pa.field("spearman", pa.float64()),
+    pa.field("ssim", pa.float64()),
+])
 
 ERRORS_SCHEMA = pa.schema([
     pa.field(EXAMPLE_ID, pa.string()),

@@ -15,7 +15,7 @@ import apache_beam as beam
 from pipeline import paths, schema
 
 STAGING_DIR = "_staging"
-TABLE_PREFIXES = ("saliency", "stats", "errors")
+TABLE_PREFIXES = ("saliency", "stats", "errors", "sanity")
 MANIFEST = "manifest.json"
 PARQUET_CODEC = "zstd"
 
@@ -57,15 +57,17 @@ def previous_outputs(output_dir):
 class PublishDoFn(beam.DoFn):
     """Moves staged files into place and writes the manifest; runs once, after all writes.
 
-    Side inputs: ``staged`` (list of staged file paths) and ``counts`` (dict of name -> int).
+    Side inputs: ``staged`` (list of staged file paths), ``counts`` (dict of name -> int),
+    ``images`` (dict of example id -> uint8 image, for the report) and ``sanity`` (rows).
     """
 
-    def __init__(self, output_dir, manifest_base, start_time):
+    def __init__(self, output_dir, manifest_base, start_time, report_top_n):
         self._output_dir = output_dir
         self._manifest_base = manifest_base
         self._start_time = start_time
+        self._report_top_n = report_top_n  # None: no report
 
-    def process(self, unused_trigger, staged, counts):
+    def process(self, unused_trigger, staged, counts, images, sanity):
         staged = sorted(staged)
         paths.delete(previous_outputs(self._output_dir))
         published = [paths.join(table_dir(self._output_dir, _table_of(path)),
@@ -78,12 +80,36 @@ class PublishDoFn(beam.DoFn):
             FileSystems.rename(staged, published)
         manifest = dict(self._manifest_base)
         manifest["counts"] = manifest_counts(counts)
+        if sanity:
+            from gbp_ops import sanity as sanity_ops
+
+            summary = sanity_ops.summary(sanity)
+            manifest["sanity"] = {"verdict": sanity_ops.verdict(summary),
+                                  "by_depth": _jsonable(summary)}
         manifest["wall_time_seconds"] = round(time.time() - self._start_time, 3)
         manifest["files"] = [f"{_table_of(path)}/{paths.basename(path)}" for path in published]
         paths.write_text(paths.join(self._output_dir, MANIFEST),
                          json.dumps(manifest, indent=2, sort_keys=True))
+        if self._report_top_n is not None:
+            from pipeline import report
+
+            report.write_report(self._output_dir, top_n=self._report_top_n,
+                                examples_images=images, sanity_rows=sanity or None)
         paths.delete([paths.join(self._output_dir, STAGING_DIR)])
         yield manifest
+
+
+def _jsonable(value):
+    """numpy scalars and NaN -> JSON-friendly Python values (NaN becomes None)."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
 
 
 def _table_of(path):

@@ -1,0 +1,189 @@
+"""Tests of report.html (pipeline.report) on the outputs of a real, tiny pipeline run."""
+
+import html.parser
+import json
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from pipeline import loader, report, schema
+from pipeline.demo_assets import synthesize_shapes, write_tfrecord_shards
+from tests.e2e import helpers
+
+NUM_EXAMPLES = 24
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A real demo-preset run on 24 shapes at 32x32 through a small untrained reference CNN,
+    explaining the labels so that both classes have maps (the model predicts one class)."""
+    root = tmp_path_factory.mktemp("report")
+    arrays = synthesize_shapes(NUM_EXAMPLES, image_size=helpers.IMAGE_SIZE, seed=5)
+    write_tfrecord_shards(arrays, str(root / "data"), num_shards=2)
+    helpers.small_model(str(root / "model.keras"))
+    output = root / "out"
+    helpers.run_demo_preset(str(root / "data" / "*.tfrecord"), str(root / "model.keras"), output,
+                            "explain.batch_size=8", "explain.target=label")
+    images = {str(i): image for i, image in zip(arrays["ids"], arrays["images"])}
+    return output, images
+
+
+class _Images(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+def _check_page(path):
+    """Asserts the page is offline-safe and every image is a valid PNG; returns (text, srcs)."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    assert "http://" not in text and "https://" not in text
+    assert "<script" not in text and "<link" not in text
+    parser = _Images()
+    parser.feed(text)
+    folder = os.path.dirname(path)
+    for source in parser.sources:
+        assert source.startswith(f"{report.REPORT_DIR}/") and source.endswith(".png")
+        with Image.open(os.path.join(folder, source)) as image:
+            assert image.format == "PNG"
+            image.verify()
+    return text, parser.sources
+
+
+def _sanity_rows():
+    return [{"depth": depth, "randomized_layers": ",".join(names[:depth]), "example_index": i,
+             "spearman": value - 0.01 * i, "ssim": value - 0.02 * i}
+            for names in [["predictions", "fc2", "fc1"]]
+            for depth, value in ((1, 0.95), (2, 0.9), (3, 0.85)) for i in range(4)]
+
+
+def test_report_with_overlays_and_sanity(run):
+    output, images = run
+    frame = loader.load_saliency(str(output), maps=False)
+    top = report.collect_top_examples(frame, 3)
+    wanted = {i: images[i] for ids in top.values() for i in ids}
+    path = report.write_report(str(output), top_n=3, examples_images=wanted,
+                               sanity_rows=_sanity_rows())
+    assert path == os.path.join(str(output), report.REPORT_HTML)
+    text, sources = _check_page(path)
+
+    classes = loader.load_stats(str(output)).query("group == 'class'")
+    assert len(classes) == 2
+    mean_maps = sorted(s for s in sources if "mean_map" in s)
+    assert mean_maps == sorted(f"report/mean_map_class_{int(k)}.png" for k in classes["class"])
+    for _, row in classes.iterrows():
+        assert f"{row['class_name']} (class {int(row['class'])})" in text
+    assert "report/hist_border_share.png" in sources
+    assert "report/hist_top5_share.png" in sources and "report/hist_entropy.png" in sources
+    assert len([s for s in sources if s.startswith("report/top_")]) == 6
+    for example_id in wanted:
+        assert example_id in text
+    # Overlays are three panels wide, maps alone are square-ish.
+    with Image.open(os.path.join(str(output), "report/top_border_share_000.png")) as image:
+        assert image.width > 2 * image.height
+    assert "report/sanity.png" in sources and "Maps changed little" in text
+    assert "<td>24</td>" in text  # 24 saliency rows
+
+
+def test_report_without_images_replaces_stale_pictures(run, tmp_path):
+    output = tmp_path / "copy"
+    shutil.copytree(run[0], output)
+    stale = output / report.REPORT_DIR / "stale.png"
+    stale.parent.mkdir(exist_ok=True)
+    stale.write_bytes(b"not a png")
+    path = report.write_report(str(output), top_n=2)
+    text, sources = _check_page(path)
+    assert not stale.exists()
+    assert sorted(os.listdir(output / report.REPORT_DIR)) == sorted(
+        s.split("/")[1] for s in sources)
+    assert "Sanity check" not in text and "Maps alone" in text
+    with Image.open(os.path.join(str(output), "report/top_border_share_000.png")) as image:
+        assert image.width < 1.5 * image.height
+
+
+def test_dead_letters_by_stage_are_listed_and_escaped(run, tmp_path):
+    output = tmp_path / "errors-run"
+    shutil.copytree(run[0], output)
+    errors = pa.Table.from_pylist(
+        [{"example_id": "x1", "position": "s:1", "stage": "decode", "error": "bad <png>"},
+         {"example_id": None, "position": "s:2", "stage": "parse", "error": "truncated"}],
+        schema=schema.ERRORS_SCHEMA)
+    for old in (output / "errors").iterdir():
+        old.unlink()
+    pq.write_table(errors, output / "errors" / "errors-00000-of-00001.parquet")
+    manifest = json.loads((output / "manifest.json").read_text())
+    manifest["counts"].update({"errors": 2, "errors_decode": 1, "errors_parse": 1})
+    (output / "manifest.json").write_text(json.dumps(manifest))
+    text, _ = _check_page(report.write_report(str(output), top_n=1))
+    assert "Dead letters by stage" in text
+    assert "<td class=\"text\">decode</td><td>1</td>" in text
+    assert "bad &lt;png&gt;" in text and "bad <png>" not in text
+
+
+def test_collect_top_examples_ranks_skips_nan_and_dead_maps_and_breaks_ties_by_id():
+    frame = pd.DataFrame({
+        "example_id": ["a", "b", "c", "d", "e", "dead"],
+        "border_share": [0.1, 0.9, np.nan, 0.9, 0.5, 0.0],
+        "top5_share": [0.3, 0.2, 0.05, np.nan, 0.2, 0.0],
+        "total_mass": [1.0, 2.0, 3.0, 4.0, 5.0, 0.0],
+    })
+    top = report.collect_top_examples(frame, 3)
+    assert top[report.TOP_BORDER] == ["b", "d", "e"]
+    assert top[report.TOP_DIFFUSE] == ["c", "b", "e"]
+    assert report.collect_top_examples(frame, 0)[report.TOP_BORDER] == []
+
+
+def _stats(classes, overall, box=None):
+    """A stats-like DataFrame: classes are (index, count, border mean, border std)."""
+    rows = [{"group": "overall", "class": np.nan, "class_name": None, "count": overall[0],
+             "border_share_mean": overall[1], "border_share_std": overall[2]}]
+    for index, count, mean, std in classes:
+        rows.append({"group": "class", "class": float(index), "class_name": f"c{index}",
+                     "count": count, "border_share_mean": mean, "border_share_std": std})
+    frame = pd.DataFrame(rows)
+    if box is not None:
+        frame["box_share_mean"], frame["box_share_std"] = box
+    return frame
+
+
+def _pooled(groups):
+    """Overall (count, mean, std ddof=1) of groups given as (count, mean, std)."""
+    count = sum(n for n, _, _ in groups)
+    mean = sum(n * m for n, m, _ in groups) / count
+    squares = sum((n - 1) * s**2 + n * m**2 for n, m, s in groups)
+    return count, mean, np.sqrt((squares - count * mean**2) / (count - 1))
+
+
+def test_border_flag_compares_a_class_with_the_rest_of_the_dataset():
+    classes = [(0, 100, 0.10, 0.03), (1, 100, 0.12, 0.03), (2, 50, 0.30, 0.05)]
+    stats = _stats(classes, _pooled([c[1:] for c in classes]))
+    flags = report.border_flags(stats)
+    assert [flag.class_index for flag in flags] == [2]
+    assert "c2 (class 2)" in flags[0].message and "2.7x" in flags[0].message
+    # 1.5x the rest but within noise: a 3-example class is not flagged.
+    noisy = [(0, 200, 0.10, 0.03), (1, 3, 0.20, 0.2)]
+    assert report.border_flags(_stats(noisy, _pooled([c[1:] for c in noisy]))) == []
+    # One class: there is no rest to compare with.
+    assert report.border_flags(_stats([(0, 10, 0.5, 0.1)], (10, 0.5, 0.1))) == []
+
+
+def test_box_flag_needs_the_box_area_and_enough_boxed_examples():
+    classes = [(0, 20, 0.1, 0.03), (1, 20, 0.1, 0.03)]
+    stats = _stats(classes, _pooled([c[1:] for c in classes]),
+                   box=([0.05, 0.01, 0.10], [0.02, np.nan, 0.03]))
+    frame = pd.DataFrame({"target": [0] + [1] * 10, "box_share": [0.01] + [0.1] * 10})
+    assert report.box_flags(stats, frame, None) == []
+    flags = report.box_flags(stats, frame, box_area_share=0.01)
+    assert [(flag.kind, flag.class_index) for flag in flags] == [("box", 1)]
+    assert "10.0x" in flags[0].message and "10 boxed examples" in flags[0].message
