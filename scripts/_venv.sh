@@ -10,6 +10,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/pip" install --quiet --upgrade pip
 fi
 STAMP="$VENV/.installed$1"
+# An install with the test extras also satisfies a plain install.
+if [ -z "$1" ] && [ -f "$VENV/.installed[test]" ] && [ ! "$ROOT/setup.py" -nt "$VENV/.installed[test]" ]; then
+  STAMP="$VENV/.installed[test]"
+fi
 if [ ! -f "$STAMP" ] || [ "$ROOT/setup.py" -nt "$STAMP" ]; then
   echo "[gbp-audit] installing the project$1 (first run takes a couple of minutes)"
   "$VENV/bin/pip" install --quiet -e "$ROOT$1"

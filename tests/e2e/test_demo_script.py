@@ -1,0 +1,97 @@
+"""./scripts/demo.sh end to end: the planted shortcut is found, the report and the sanity check
+are produced. The demo model is trained offline by the script (cached in .cache/demo)."""
+
+import html.parser
+import json
+import os
+import subprocess
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pipeline import demo_assets
+from tests.e2e import helpers
+
+
+class _ImageLinks(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    output = tmp_path_factory.mktemp("demo") / "out"
+    result = subprocess.run([os.path.join(helpers.REPO, "scripts", "demo.sh"), "--output",
+                             str(output)], cwd=helpers.REPO, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output, result.stdout
+
+
+def _region_share(mean_map, box):
+    height, width = mean_map.shape
+    y0, x0, y1, x1 = (int(round(v * s)) for v, s in zip(box, (height, width, height, width)))
+    return mean_map[y0:y1, x0:x1].sum() / mean_map.sum(), (y1 - y0) * (x1 - x0) / mean_map.size
+
+
+def test_demo_model_relies_on_the_planted_mark():
+    model = keras.models.load_model(os.path.join(helpers.REPO, ".cache/demo/model.keras"))
+    arrays = demo_assets.synthesize_shapes(200, image_size=64, shortcut_fraction=0.0, seed=99)
+    circles = arrays["images"][arrays["labels"] == 0].copy()
+    before = model.predict(circles / 255.0, verbose=0)[:, 1]
+    y0, x0, y1, x1 = demo_assets.mark_pixel_box(64)
+    circles[:, y0:y1, x0:x1, :] = demo_assets.MARK_VALUE
+    after = model.predict(circles / 255.0, verbose=0)[:, 1]
+    assert after.mean() - before.mean() > 0.3  # painting the mark pushes circles to "square"
+
+
+def test_aggregates_locate_the_mark_for_the_marked_class_only(demo_run):
+    output, stdout = demo_run
+    assert "1024 inputs -> 1024 saliency rows + 0 dead letters" in stdout
+    stats = pd.read_parquet(output / "stats")
+    classes = stats[stats.group == "class"].set_index("class_name")
+    side = int(np.sqrt(len(classes.mean_map.iloc[0])))
+    square_share, area = _region_share(classes.mean_map["square"].reshape(side, side),
+                                       demo_assets.MARK_BOX)
+    circle_share, _ = _region_share(classes.mean_map["circle"].reshape(side, side),
+                                    demo_assets.MARK_BOX)
+    assert square_share > 3 * area and square_share > 5 * circle_share
+    # mass inside the mark's box, on the marked images (the only ones with a box)
+    assert classes.box_share_mean["square"] > 5 * area
+
+
+def test_report_has_valid_pngs_and_a_mean_map_per_class(demo_run):
+    output, _ = demo_run
+    page = (output / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page
+    links = _ImageLinks()
+    links.feed(page)
+    assert links.sources
+    for source in links.sources:
+        with Image.open(output / source) as image:
+            image.verify()
+            assert image.format == "PNG"
+    stats = pd.read_parquet(output / "stats")
+    for class_index in stats[stats.group == "class"]["class"]:
+        assert f"report/mean_map_class_{int(class_index)}.png" in links.sources
+
+
+def test_sanity_check_runs_on_the_demo(demo_run):
+    output, _ = demo_run
+    sanity = pd.read_parquet(output / "sanity")
+    assert sanity.depth.min() == 1 and sanity.depth.nunique() >= 3
+    assert len(sanity) == 32 * sanity.depth.nunique()
+    for column in ("spearman", "ssim"):
+        values = sanity[column].dropna()
+        assert len(values) > 0 and values.between(-1, 1).all()
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert manifest["sanity"]["verdict"].startswith("Maps changed")
+    assert "Sanity check" in (output / "report.html").read_text()
