@@ -47,13 +47,23 @@ def _fixed_point(values):
     return [int(v) for v in np.round(np.ldexp(values, STAT_FRACTION_BITS))]
 
 
-def accumulate(values, maps, histogram_bins):
+def fixed_point_maps(maps):
+    """Max-abs-normalised maps in fixed point: float ``(N, H, W)`` -> int64 ``(N, H, W)``.
+
+    Computing this once per batch lets several groups share it (see ``accumulate``).
+    """
+    normalised = np.abs(normalize_max_abs(maps))
+    return np.rint(np.ldexp(normalised, MAP_FRACTION_BITS)).astype(np.int64)
+
+
+def accumulate(values, maps, histogram_bins, fixed_maps=None):
     """An accumulator over a batch.
 
     Args:
         values: float64 ``(N, S)`` per-example statistics (NaN = undefined, skipped).
-        maps: float ``(N, H, W)`` reduced maps.
+        maps: float ``(N, H, W)`` reduced maps (unused when ``fixed_maps`` is given).
         histogram_bins: B; values outside [0, 1] are clipped into the end bins.
+        fixed_maps: optional ``fixed_point_maps(maps)``, precomputed.
 
     Returns:
         StatsAccumulator.
@@ -68,8 +78,9 @@ def accumulate(values, maps, histogram_bins):
         stat_sum.append(sum(fixed))
         stat_sum_squares.append(sum(q * q for q in fixed))
         histograms.append(np.histogram(np.clip(present, 0.0, 1.0), bins=edges)[0])
-    normalised = np.abs(normalize_max_abs(maps)).astype(np.float64)
-    map_sum = np.round(np.ldexp(normalised, MAP_FRACTION_BITS)).astype(np.int64).sum(axis=0)
+    if fixed_maps is None:
+        fixed_maps = fixed_point_maps(maps)
+    map_sum = fixed_maps.sum(axis=0)
     return StatsAccumulator(
         len(values), stat_count, stat_sum, stat_sum_squares, map_sum,
         np.array(histograms, np.int64).reshape(values.shape[1], histogram_bins))

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from gbp_ops import errors
+from gbp_ops.maps import REDUCTIONS
 from gbp_ops.rewrite import SPACE_LOGIT, guide_model
 
 TARGET_PREDICTED = -1  # target value meaning "explain the predicted class"
@@ -17,7 +18,8 @@ class Explanation:
     """Everything one forward + guided backward pass gives for N images.
 
     Attributes:
-        maps: float32 ``(N, H, W, C)``, d(target score) / d(image).
+        maps: float32 ``(N, H, W, C)``, d(target score) / d(image); ``(N, H, W)`` when the
+            explainer reduces channels in the graph (its ``reduction`` is set).
         scores: float32 ``(N, K)``, the explained-space outputs (logits when a final
             softmax/sigmoid was stripped); ``K == 1`` for a single-unit sigmoid model.
         probabilities: float32 ``(N, num_classes)`` or None when the outputs are not class
@@ -59,6 +61,9 @@ class GuidedBackprop:
         layer_name: explain a channel of this top-level layer's output (its spatial sum)
             instead of a class score; targets then index channels.
         compile: run the step as a ``tf.function`` (default) or eagerly.
+        reduction: None (maps keep their channels) or a channel reduction of
+            ``gbp_ops.maps.reduce_channels`` done inside the compiled step, which is much
+            cheaper than in numpy and returns ``(N, H, W)`` maps.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class GuidedBackprop:
         allow_unguided=False,
         layer_name=None,
         compile=True,
+        reduction=None,
     ):
         rewrite = guide_model(model, strip_final_activation, allow_unguided)
         self.guided_sites = rewrite.guided_sites
@@ -76,6 +82,10 @@ class GuidedBackprop:
         self.explained_space = rewrite.explained_space
         self.stripped_activation = rewrite.stripped_activation
         self.layer_name = layer_name
+        self.reduction = reduction
+        if reduction is not None and reduction not in REDUCTIONS:
+            raise ValueError(f"unknown reduction '{reduction}'; expected one of "
+                             f"{', '.join(REDUCTIONS)}")
         if layer_name is not None:
             self.explained_space = f"layer:{layer_name}"
         self._scorer = _scoring_model(rewrite.model, layer_name)
@@ -113,6 +123,8 @@ class GuidedBackprop:
                 target_scores = tf.gather(scores, chosen, axis=1, batch_dims=1)
             total = tf.reduce_sum(target_scores)
         maps = tape.gradient(total, images)
+        if self.reduction is not None:
+            maps = _reduce_channels_tf(maps, self.reduction)
         return maps, scores, predicted, chosen, target_scores
 
     def explain(self, images, targets=None):
@@ -211,6 +223,17 @@ def _scoring_model(model, layer_name):
     if layer_name not in names:
         raise errors.GBPError(errors.UNKNOWN_LAYER.format(layer=layer_name, names=names))
     return keras.Model(model.inputs, model.get_layer(layer_name).output)
+
+
+def _reduce_channels_tf(maps, reduction):
+    """The TF twin of ``gbp_ops.maps.reduce_channels``: ``(B, H, W, C)`` -> ``(B, H, W)``."""
+    if reduction == "max_abs":
+        return tf.reduce_max(tf.abs(maps), axis=-1)
+    if reduction == "l2":
+        return tf.sqrt(tf.reduce_sum(tf.square(maps), axis=-1))
+    if reduction == "sum":
+        return tf.reduce_sum(maps, axis=-1)
+    return tf.reduce_sum(tf.abs(maps), axis=-1)
 
 
 def _reduce_to_vectors(outputs):

@@ -40,9 +40,10 @@ class PartialAggregatesDoFn(beam.DoFn):
     """AuditBatch -> ``(group key, StatsAccumulator)`` for each group present in the batch."""
 
     def process(self, batch):
+        fixed_maps = aggregates.fixed_point_maps(batch.maps)
         for key, members in group_keys(batch):
-            yield key, aggregates.accumulate(batch.statistics[members], batch.maps[members],
-                                             HISTOGRAM_BINS)
+            yield key, aggregates.accumulate(batch.statistics[members], None, HISTOGRAM_BINS,
+                                             fixed_maps=fixed_maps[members])
 
 
 class MergeStatsFn(beam.CombineFn):

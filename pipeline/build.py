@@ -90,7 +90,8 @@ def build_pipeline(p, plan, start_time=None):
               if config.output.report else p | "NoReportImages" >> beam.Create([]))
     staged = (
         sinks.write_table(tables, output_dir, "saliency", saliency_schema, batched=True,
-                          num_shards=config.output.saliency_shards),
+                          num_shards=config.output.saliency_shards,
+                          plain_columns=(schema.SALIENCY,)),
         *([sinks.write_table(sanity, output_dir, "sanity", schema.SANITY_SCHEMA,
                              batched=False, num_shards=1)] if config.sanity.enabled else []),
         sinks.write_table(stats, output_dir, "stats", stats_schema, batched=False, num_shards=1),

@@ -54,6 +54,7 @@ def build_explainer(config):
         strip_final_activation=config.model.strip_final_activation,
         allow_unguided=config.model.allow_unguided,
         layer_name=config.model.layer_name,
+        reduction=config.explain.reduction,
     )
     logging.info("gbp-audit: built guided model (pid %d, %d guided ReLUs)", os.getpid(),
                  len(explainer.guided_sites))

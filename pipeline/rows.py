@@ -45,7 +45,9 @@ def build_audit_batch(explained, config, class_names):
     if explained.explanation is None:
         return None, dead_letters
     explanation, examples = explained.explanation, explained.examples
-    reduced = map_ops.reduce_channels(explanation.maps, config.explain.reduction)
+    reduced = explanation.maps  # the explainer reduces channels in its compiled step
+    if reduced.ndim == 4:
+        reduced = map_ops.reduce_channels(reduced, config.explain.reduction)
     reduced = map_ops.downsample(reduced, config.output.downsample)
     target_probs = explanation.target_probabilities
     finite = (np.isfinite(reduced).reshape(len(reduced), -1).all(axis=1)

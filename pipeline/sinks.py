@@ -29,14 +29,25 @@ def table_dir(output_dir, table):
     return paths.join(output_dir, table)
 
 
-def write_table(pcoll, output_dir, table, arrow_schema, batched, num_shards=0):
+def write_table(pcoll, output_dir, table, arrow_schema, batched, num_shards=0,
+                plain_columns=()):
     """Writes a PCollection of ``pa.Table`` (batched) or row dicts to the staging folder.
+
+    Args:
+        plain_columns: for batched tables, columns written without dictionary encoding and
+            statistics (see ``parquet_sink``).
 
     Returns:
         PCollection of the written (staged) file paths.
     """
-    writer = beam.io.WriteToParquetBatched if batched else beam.io.WriteToParquet
-    return pcoll | f"Write{table.capitalize()}" >> writer(
+    if batched:
+        from pipeline.parquet_sink import TableParquetSink
+
+        sink = TableParquetSink(staging_prefix(output_dir, table), arrow_schema, PARQUET_CODEC,
+                                plain_columns=plain_columns, file_name_suffix=".parquet",
+                                num_shards=num_shards, shard_name_template="-SSSSS-of-NNNNN")
+        return pcoll | f"Write{table.capitalize()}" >> beam.io.Write(sink)
+    return pcoll | f"Write{table.capitalize()}" >> beam.io.WriteToParquet(
         staging_prefix(output_dir, table),
         schema=arrow_schema,
         codec=PARQUET_CODEC,

@@ -212,3 +212,15 @@ def test_subclassed_model_is_an_error():
 
     with pytest.raises(GBPError, match="subclassed"):
         GuidedBackprop(Custom())
+
+
+@pytest.mark.parametrize("reduction", ["max_abs", "l2", "sum", "abs_sum"])
+def test_in_graph_reduction_equals_numpy_reduction(reduction):
+    from gbp_ops.maps import reduce_channels
+
+    model = random_cnn(16)
+    images = random_images(3, 16, seed=6)
+    full = GuidedBackprop(model, batch_size=4).explain(images)
+    reduced = GuidedBackprop(model, batch_size=4, reduction=reduction).explain(images)
+    assert reduced.shape == (3, 16, 16)
+    np.testing.assert_allclose(reduced, reduce_channels(full, reduction), rtol=1e-5, atol=1e-8)
