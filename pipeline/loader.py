@@ -28,7 +28,7 @@ def _dataset(path, table):
     return ds.dataset([f[len(root):] for f in files], filesystem=filesystem, format="parquet")
 
 
-def load_saliency(path, classes=None, correct=None, columns=None, maps=True):
+def load_saliency(path, classes=None, correct=None, columns=None, maps=True, example_ids=None):
     """Loads ``saliency-*.parquet`` as a DataFrame whose ``saliency`` maps are ``(h, w)`` arrays.
 
     Args:
@@ -38,6 +38,7 @@ def load_saliency(path, classes=None, correct=None, columns=None, maps=True):
         columns: optional list of columns to read (the map is read only if listed or if
             ``columns`` is None and ``maps`` is True).
         maps: reshape the maps to float32 ``(h, w)`` (dequantising uint8 maps).
+        example_ids: optional iterable of example ids to keep (pushed down to pyarrow).
 
     Returns:
         pandas DataFrame; ``df.attrs['gbp_audit']`` holds the schema metadata.
@@ -50,6 +51,12 @@ def load_saliency(path, classes=None, correct=None, columns=None, maps=True):
     if correct is not None:
         flag = ds.field(schema.CORRECT) == bool(correct)
         condition = flag if condition is None else condition & flag
+    if example_ids is not None:
+        wanted = ds.field(schema.EXAMPLE_ID).isin([str(i) for i in example_ids])
+        condition = wanted if condition is None else condition & wanted
+    if columns is not None and maps and schema.SALIENCY in columns and (
+            schema.SALIENCY_SCALE in dataset.schema.names):
+        columns = [*columns, schema.SALIENCY_SCALE]  # needed to dequantise uint8 maps
     if columns is None and not maps:
         columns = [name for name in dataset.schema.names if name != schema.SALIENCY]
     frame = dataset.to_table(columns=columns, filter=condition).to_pandas()

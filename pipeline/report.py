@@ -189,20 +189,11 @@ def _class_label(row):
 
 def _load_maps(output_dir, example_ids):
     """float32 ``(h, w)`` maps of the given ids only, read with a pushed-down filter."""
-    import pyarrow.dataset as ds
-
     if not example_ids:
         return {}
-    # loader.load_saliency has no id filter; reading every map would not scale.
-    dataset = loader._dataset(output_dir, "saliency")
-    columns = [schema.EXAMPLE_ID, schema.SALIENCY]
-    if schema.SALIENCY_SCALE in dataset.schema.names:
-        columns.append(schema.SALIENCY_SCALE)
-    table = dataset.to_table(columns=columns,
-                             filter=ds.field(schema.EXAMPLE_ID).isin(list(example_ids)))
-    frame = table.to_pandas()
-    maps = loader._reshape_maps(frame, schema.read_metadata(dataset.schema))
-    return dict(zip(frame[schema.EXAMPLE_ID].astype(str), maps))
+    frame = loader.load_saliency(output_dir, columns=[schema.EXAMPLE_ID, schema.SALIENCY],
+                                 example_ids=example_ids)
+    return dict(zip(frame[schema.EXAMPLE_ID].astype(str), frame[schema.SALIENCY]))
 
 
 def _border_band(manifest, stats):

@@ -1,0 +1,50 @@
+"""load_saliency: 2-D maps, dequantised uint8 maps, and filters pushed down to pyarrow."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pipeline
+from pipeline.demo_assets import synthesize_shapes, write_tfrecord_shards
+from tests.e2e import helpers
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loader")
+    arrays = synthesize_shapes(24, image_size=helpers.IMAGE_SIZE, seed=8)
+    write_tfrecord_shards(arrays, str(root / "data"), num_shards=2)
+    helpers.small_model(str(root / "model.keras"), seed=4)
+    runs = {}
+    for dtype in ("float32", "uint8"):
+        helpers.run_demo_preset(str(root / "data" / "*.tfrecord"), str(root / "model.keras"),
+                                root / dtype, "explain.target=label", "explain.batch_size=8",
+                                f"output.map_dtype={dtype}", "output.report=false")
+        runs[dtype] = root / dtype
+    return runs
+
+
+def test_filters_match_pandas_filtering(outputs):
+    everything = pipeline.load_saliency(str(outputs["float32"]))
+    assert everything.saliency.iloc[0].shape == (helpers.IMAGE_SIZE, helpers.IMAGE_SIZE)
+    subset = pipeline.load_saliency(str(outputs["float32"]), classes=[1], correct=False)
+    expected = everything[(everything.target == 1) & (everything.correct == False)]  # noqa: E712
+    assert sorted(subset.example_id) == sorted(expected.example_id)
+    ids = list(everything.example_id[:3])
+    by_id = pipeline.load_saliency(str(outputs["float32"]), example_ids=ids,
+                                   columns=["example_id", "saliency"])
+    assert sorted(by_id.example_id) == sorted(ids) and list(by_id.columns) == [
+        "example_id", "saliency"]
+    no_maps = pipeline.load_saliency(str(outputs["float32"]), maps=False)
+    assert "saliency" not in no_maps and len(no_maps) == len(everything)
+
+
+def test_uint8_maps_dequantise_close_to_float32(outputs):
+    exact = pipeline.load_saliency(str(outputs["float32"])).set_index("example_id")
+    quantised = pipeline.load_saliency(str(outputs["uint8"])).set_index("example_id")
+    raw = pd.read_parquet(outputs["uint8"] / "saliency")
+    assert raw.saliency.iloc[0].dtype == np.uint8 and "saliency_scale" in raw
+    for example_id, row in quantised.iterrows():
+        reference = exact.saliency[example_id]
+        step = reference.max() / 255.0
+        assert np.abs(row.saliency - reference).max() <= step / 2 + 1e-7
