@@ -31,7 +31,6 @@ setuptools.setup(
     description="Batch guided-backpropagation saliency audits of image classifiers on Apache Beam.",
     python_requires=">=3.10,<3.13",
     packages=setuptools.find_packages(include=["gbp_ops", "gbp_ops.*", "pipeline", "pipeline.*"]),
-    package_data={"pipeline": ["presets/*.yaml"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
 )

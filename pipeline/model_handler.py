@@ -27,13 +27,23 @@ def configure_gpus():
 
 
 def localize_model(path):
-    """Returns a local copy of ``path`` (read through Beam FileSystems) for Keras to open."""
+    """Returns a local copy of ``path`` (read through Beam FileSystems) for Keras to open.
+
+    Remote models are copied once per machine into a temp folder named by the path's hash.
+    """
     if os.path.exists(path):
         return path
-    local_dir = tempfile.mkdtemp(prefix="gbp-model-")
+    import hashlib
+
+    digest = hashlib.sha256(path.encode("utf-8")).hexdigest()[:16]
+    local_dir = os.path.join(tempfile.gettempdir(), f"gbp-model-{digest}")
     local_path = os.path.join(local_dir, paths.basename(path))
-    with open(local_path, "wb") as handle:
-        handle.write(paths.read_bytes(path))
+    if not os.path.exists(local_path):
+        os.makedirs(local_dir, exist_ok=True)
+        partial = f"{local_path}.{os.getpid()}.partial"
+        with open(partial, "wb") as handle:
+            handle.write(paths.read_bytes(path))
+        os.replace(partial, local_path)  # atomic: concurrent workers never see half a file
     return local_path
 
 

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import zipfile
 
 import pandas as pd
@@ -41,7 +42,7 @@ def _run(command, cwd, timeout=STEP_TIMEOUT_SECONDS):
            if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
-                               timeout=timeout)
+                               timeout=timeout, check=False)
     assert completed.returncode == 0, (
         f"{' '.join(map(str, command))} failed ({completed.returncode}):\n"
         f"{completed.stdout[-3000:]}\n{completed.stderr[-5000:]}")
@@ -71,8 +72,8 @@ def venv(built):
     target = built["root"] / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(target)], cwd=built["root"])
     python = target / "bin" / "python"
-    site_packages = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()"
-                          "['purelib'])"], cwd=built["root"]).stdout.strip()
+    probe = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site_packages = _run([str(python), "-c", probe], cwd=built["root"]).stdout.strip()
     with open(os.path.join(site_packages, "gbp_audit_test_deps.pth"), "w") as handle:
         handle.write(sysconfig.get_paths()["purelib"] + "\n")
     # --ignore-installed: never touch the editable install that the borrowed path shows.
@@ -93,8 +94,6 @@ def test_wheel_and_sdist_hold_the_packages_and_no_tests(built):
         assert module in names, f"{module} missing from the wheel"
     top_level = {name.split("/")[0] for name in names if "/" in name}
     assert top_level - {n for n in top_level if n.endswith(".dist-info")} == set(PACKAGES)
-    import tarfile
-
     with tarfile.open(built["sdist"]) as sdist:
         members = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     assert set(REQUIRED_MODULES) | {"setup.py"} <= members
@@ -140,7 +139,9 @@ def test_imports_come_from_the_installed_wheel(venv, tmp_path):
         assert not os.path.realpath(found[key]).startswith(os.path.realpath(helpers.REPO))
 
 
-def test_cli_from_the_installed_wheel_runs_with_two_worker_processes(venv, tmp_path):
+@pytest.mark.parametrize("large_model", [False, True], ids=["model-per-process",
+                                                          "model-per-machine"])
+def test_cli_from_the_installed_wheel_runs_with_two_worker_processes(venv, tmp_path, large_model):
     arrays = synthesize_shapes(NUM_EXAMPLES, image_size=helpers.IMAGE_SIZE, seed=21)
     write_tfrecord_shards(arrays, str(tmp_path / "data"), num_shards=3)
     helpers.small_model(str(tmp_path / "model.keras"))
@@ -151,7 +152,8 @@ def test_cli_from_the_installed_wheel_runs_with_two_worker_processes(venv, tmp_p
         str(venv["python"]), "-m", "pipeline", "--config", helpers.DEMO_PRESET,
         "--set", f"source.pattern={tmp_path / 'data' / '*.tfrecord'}",
         "--set", f"model.path={tmp_path / 'model.keras'}",
-        "--set", "explain.batch_size=8", "--output", str(output),
+        "--set", "explain.batch_size=8", "--set", f"explain.large_model={str(large_model).lower()}",
+        "--output", str(output),
         "--runner=FnApiRunner", "--direct_running_mode=multi_processing",
         "--direct_num_workers=2",
     ], cwd=workdir)
@@ -162,6 +164,7 @@ def test_cli_from_the_installed_wheel_runs_with_two_worker_processes(venv, tmp_p
     assert counts["input"] == NUM_EXAMPLES == counts["saliency_rows"]
     assert counts["errors"] == 0 and counts["reconciled"]
     assert manifest["versions"]["gbp-audit"] == importlib.metadata.version("gbp-audit")
+    assert manifest["config"]["explain"]["large_model"] is large_model
     frame = pd.read_parquet(output / "saliency")
     assert sorted(frame.example_id) == sorted(str(i) for i in arrays["ids"])
     assert len(pd.read_parquet(output / "errors")) == 0
