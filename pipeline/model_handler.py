@@ -29,13 +29,18 @@ def configure_gpus():
 def localize_model(path):
     """Returns a local copy of ``path`` (read through Beam FileSystems) for Keras to open.
 
-    Remote models are copied once per machine into a temp folder named by the path's hash.
+    Remote models are copied once per machine into a temp folder named by a hash of the path,
+    size and modification time, so a replaced model file is fetched again.
     """
     if os.path.exists(path):
         return path
     import hashlib
 
-    digest = hashlib.sha256(path.encode("utf-8")).hexdigest()[:16]
+    from apache_beam.io.filesystems import FileSystems
+
+    metadata = FileSystems.match([path])[0].metadata_list[0]
+    identity = f"{path}|{metadata.size_in_bytes}|{metadata.last_updated_in_seconds}"
+    digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
     local_dir = os.path.join(tempfile.gettempdir(), f"gbp-model-{digest}")
     local_path = os.path.join(local_dir, paths.basename(path))
     if not os.path.exists(local_path):

@@ -1,11 +1,13 @@
 """Benchmark: bare GBP kernel vs the whole pipeline vs the eager GradientTape recipe.
 
-Usage:  .venv/bin/python scripts/bench.py [--images 4000] [--rss-images 800] [--workdir DIR]
+Usage:  .venv/bin/python scripts/bench.py [--images 500] [--workdir DIR] [--beam-args "..."]
 
 Measured in one invocation, on the reference model (DESIGN.md appendix) at 128x128, batch 32:
   1. kernel:   gbp_ops.GuidedBackprop.explain on in-memory batches;
-  2. pipeline: `python -m pipeline` on FnApiRunner, TFRecord JPEG shards -> Parquet (wall clock,
-               start-up included), plus peak RSS of the run's process tree at N and 10xN images;
+  2. pipeline: `python -m pipeline` on FnApiRunner, TFRecord JPEG shards -> Parquet, on N and
+               10xN images: wall-clock throughput at 10xN (start-up included), incremental
+               throughput (9N / time difference: start-up excluded), and peak RSS of the run's
+               process tree at N and 10xN;
   3. naive:    the recipe from the question's answers (swap layer.activation for a
                tf.custom_gradient ReLU, eager GradientTape).
 Prints images/s for each and the ratios pipeline/kernel and pipeline/naive, and the stored
@@ -107,6 +109,7 @@ def run_pipeline(pattern, model_path, output, *overrides, beam_args=()):
     argv = [sys.executable, "-m", "pipeline", "--config", os.path.join(REPO, "configs/demo.yaml"),
             "--set", f"source.pattern={pattern}", "--set", f"model.path={model_path}",
             "--set", "source.box_key=null", "--set", f"explain.batch_size={BATCH}",
+            "--set", "sanity.enabled=false",
             "--output", output, *[x for o in overrides for x in ("--set", o)], *beam_args]
     peak = [0]
     start = time.perf_counter()
@@ -137,8 +140,8 @@ def bytes_per_example(output, rows):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=4000, help="pipeline throughput run")
-    parser.add_argument("--rss-images", type=int, default=800, help="N for the RSS check")
+    parser.add_argument("--images", type=int, default=500,
+                        help="N: the pipeline runs on N and on 10xN images")
     parser.add_argument("--kernel-images", type=int, default=1024)
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "gbp-bench"))
     parser.add_argument("--beam-args", default="", help="extra Beam flags for pipeline runs")
@@ -147,9 +150,8 @@ def main():
     import gbp_ops
     from pipeline.demo_assets import synthesize_shapes
 
-    pattern, model_path = build_assets(args.workdir, args.images)
-    rss_small, _ = build_assets(args.workdir, args.rss_images)
-    rss_large, _ = build_assets(args.workdir, 10 * args.rss_images)
+    small, model_path = build_assets(args.workdir, args.images)
+    large, _ = build_assets(args.workdir, 10 * args.images)
     model = gbp_ops.load_model(model_path)
     images = synthesize_shapes(args.kernel_images, image_size=SIZE, seed=99)["images"]
     images = images.astype(np.float32) / 255.0
@@ -157,31 +159,33 @@ def main():
 
     results = {"kernel_images_per_s": kernel_throughput(model, images)}
     results["naive_images_per_s"] = naive_throughput(model, images[:320])
-    out = os.path.join(args.workdir, "out")
-    seconds, peak, manifest = run_pipeline(pattern, model_path, out, beam_args=beam_args)
+    seconds_n, rss_n, _ = run_pipeline(small, model_path, os.path.join(args.workdir, "out-n"),
+                                       beam_args=beam_args)
+    out = os.path.join(args.workdir, "out-10n")
+    seconds_10n, rss_10n, manifest = run_pipeline(large, model_path, out, beam_args=beam_args)
     rows = manifest["counts"]["saliency_rows"]
-    results.update(pipeline_images=rows, pipeline_seconds=seconds,
-                   pipeline_images_per_s=rows / seconds,
-                   pipeline_peak_rss_mb=peak / 2 ** 20,
-                   bytes_per_example_float16=bytes_per_example(out, rows))
+    results.update(
+        pipeline_images=rows, pipeline_seconds=seconds_10n,
+        pipeline_images_per_s=rows / seconds_10n,
+        # the cost of each extra image, start-up (imports, model build, report) excluded
+        pipeline_incremental_images_per_s=9 * args.images / (seconds_10n - seconds_n),
+        startup_seconds=seconds_n - args.images * (seconds_10n - seconds_n) / (9 * args.images),
+        rss_n_mb=rss_n / 2 ** 20, rss_10n_mb=rss_10n / 2 ** 20, rss_10n_over_n=rss_10n / rss_n,
+        bytes_per_example_float16=bytes_per_example(out, rows))
     for dtype in ("float32", "uint8"):
-        small_out = os.path.join(args.workdir, f"out-{dtype}")
-        _, _, manifest = run_pipeline(rss_small, model_path, small_out,
-                                      f"output.map_dtype={dtype}", beam_args=beam_args)
+        dtype_out = os.path.join(args.workdir, f"out-{dtype}")
+        _, _, manifest = run_pipeline(small, model_path, dtype_out, f"output.map_dtype={dtype}",
+                                      "output.report=false", beam_args=beam_args)
         results[f"bytes_per_example_{dtype}"] = bytes_per_example(
-            small_out, manifest["counts"]["saliency_rows"])
-    _, rss_n, _ = run_pipeline(rss_small, model_path, os.path.join(args.workdir, "out-n"),
-                               beam_args=beam_args)
-    _, rss_10n, _ = run_pipeline(rss_large, model_path, os.path.join(args.workdir, "out-10n"),
-                                 beam_args=beam_args)
-    results.update(rss_n_mb=rss_n / 2 ** 20, rss_10n_mb=rss_10n / 2 ** 20,
-                   rss_10n_over_n=rss_10n / rss_n,
-                   pipeline_over_kernel=results["pipeline_images_per_s"]
-                   / results["kernel_images_per_s"],
-                   pipeline_over_naive=results["pipeline_images_per_s"]
-                   / results["naive_images_per_s"])
+            dtype_out, manifest["counts"]["saliency_rows"])
+    kernel, naive = results["kernel_images_per_s"], results["naive_images_per_s"]
+    results.update(
+        pipeline_over_kernel=results["pipeline_images_per_s"] / kernel,
+        pipeline_incremental_over_kernel=results["pipeline_incremental_images_per_s"] / kernel,
+        pipeline_over_naive=results["pipeline_images_per_s"] / naive,
+        kernel_over_naive=kernel / naive)
     for key, value in results.items():
-        print(f"{key:32s} {value:12.3f}" if isinstance(value, float) else f"{key:32s} {value:12d}")
+        print(f"{key:36s} {value:12.3f}" if isinstance(value, float) else f"{key:36s} {value:12d}")
     print(json.dumps({key: round(value, 4) for key, value in results.items()}))
 
 
