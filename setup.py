@@ -22,7 +22,7 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     "gcp": ["apache-beam[gcp]==2.77.*"],
     "gpu": ["tensorflow[and-cuda]==2.21.*"],
-    "test": ["apache-beam[gcp]==2.77.*", "pytest>=8", "scipy>=1.11"],
+    "test": ["apache-beam[gcp]==2.77.*", "pytest>=8", "scipy>=1.11", "ruff>=0.6"],
 }
 
 setuptools.setup(

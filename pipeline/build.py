@@ -6,8 +6,12 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
 from pipeline import rows, schema, sinks
-from pipeline.aggregate import AggregateStats, HISTOGRAM_BINS, HISTOGRAM_STATISTICS
-from pipeline.aggregate import AGGREGATED_STATISTICS
+from pipeline.aggregate import (
+    AGGREGATED_STATISTICS,
+    HISTOGRAM_BINS,
+    HISTOGRAM_STATISTICS,
+    AggregateStats,
+)
 from pipeline.model_handler import GuidedBackpropModelHandler
 from pipeline.preprocess import PrepareExamplesDoFn
 from pipeline.read import DEAD_LETTERS, ReadTFDS, ReadTFRecordShards
@@ -91,7 +95,9 @@ def build_pipeline(p, plan, start_time=None):
     staged = (
         sinks.write_table(tables, output_dir, "saliency", saliency_schema, batched=True,
                           num_shards=config.output.saliency_shards,
-                          plain_columns=(schema.SALIENCY,)),
+                          # uint8 codes compress better with the dictionary left on
+                          plain_columns=(schema.SALIENCY,) if config.output.map_dtype != "uint8"
+                          else ()),
         *([sinks.write_table(sanity, output_dir, "sanity", schema.SANITY_SCHEMA,
                              batched=False, num_shards=1)] if config.sanity.enabled else []),
         sinks.write_table(stats, output_dir, "stats", stats_schema, batched=False, num_shards=1),

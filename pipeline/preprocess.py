@@ -5,8 +5,14 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.read import DEAD_LETTERS
-from pipeline.records import (STAGE_DECODE, STAGE_PARSE, STAGE_PREPROCESS, DeadLetter,
-                              PreparedExample, RawExample)
+from pipeline.records import (
+    STAGE_DECODE,
+    STAGE_PARSE,
+    STAGE_PREPROCESS,
+    DeadLetter,
+    PreparedExample,
+    RawExample,
+)
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)

@@ -12,7 +12,7 @@ import time
 
 import apache_beam as beam
 
-from pipeline import paths, schema
+from pipeline import paths
 
 STAGING_DIR = "_staging"
 TABLE_PREFIXES = ("saliency", "stats", "errors", "sanity")

@@ -105,7 +105,11 @@ def _tree_rss(process):
 
 
 def run_pipeline(pattern, model_path, output, *overrides, beam_args=()):
-    """Runs `python -m pipeline` in a subprocess; returns (seconds, peak tree RSS bytes, manifest)."""
+    """Runs `python -m pipeline` in a subprocess.
+
+    Returns:
+        (wall seconds, peak RSS bytes of the process tree, manifest dict).
+    """
     argv = [sys.executable, "-m", "pipeline", "--config", os.path.join(REPO, "configs/demo.yaml"),
             "--set", f"source.pattern={pattern}", "--set", f"model.path={model_path}",
             "--set", "source.box_key=null", "--set", f"explain.batch_size={BATCH}",

@@ -1,5 +1,6 @@
 """Shared helpers for end-to-end tests: tiny datasets, models, runs and independent references."""
 
+import html.parser
 import io
 import os
 
@@ -44,3 +45,31 @@ def reference_maps(model, images, targets=None):
     """max-abs channel-reduced GBP maps computed directly with gbp_ops, float32 (N, H, W)."""
     explanation = GuidedBackprop(model, batch_size=5).explain_with_outputs(images, targets)
     return np.abs(explanation.maps).max(axis=-1), explanation
+
+
+class _ImageSources(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+def check_report_page(path):
+    """Asserts a report page is offline-safe and every image it shows is a valid PNG in
+    ``report/``; returns ``(html text, image sources)``."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    assert "http://" not in text and "https://" not in text
+    assert "<script" not in text and "<link" not in text
+    parser = _ImageSources()
+    parser.feed(text)
+    folder = os.path.dirname(path)
+    for source in parser.sources:
+        assert source.startswith("report/") and source.endswith(".png")
+        with Image.open(os.path.join(folder, source)) as image:
+            assert image.format == "PNG"
+            image.verify()
+    return text, parser.sources

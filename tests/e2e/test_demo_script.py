@@ -1,7 +1,6 @@
 """./scripts/demo.sh end to end: the planted shortcut is found, the report and the sanity check
 are produced. The demo model is trained offline by the script (cached in .cache/demo)."""
 
-import html.parser
 import json
 import os
 import subprocess
@@ -10,20 +9,9 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from pipeline import demo_assets
 from tests.e2e import helpers
-
-
-class _ImageLinks(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.sources = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "img":
-            self.sources.append(dict(attrs)["src"])
 
 
 @pytest.fixture(scope="module")
@@ -70,18 +58,11 @@ def test_aggregates_locate_the_mark_for_the_marked_class_only(demo_run):
 
 def test_report_has_valid_pngs_and_a_mean_map_per_class(demo_run):
     output, _ = demo_run
-    page = (output / "report.html").read_text()
-    assert "http://" not in page and "https://" not in page
-    links = _ImageLinks()
-    links.feed(page)
-    assert links.sources
-    for source in links.sources:
-        with Image.open(output / source) as image:
-            image.verify()
-            assert image.format == "PNG"
+    _, sources = helpers.check_report_page(str(output / "report.html"))
+    assert sources
     stats = pd.read_parquet(output / "stats")
     for class_index in stats[stats.group == "class"]["class"]:
-        assert f"report/mean_map_class_{int(class_index)}.png" in links.sources
+        assert f"report/mean_map_class_{int(class_index)}.png" in sources
 
 
 def test_sanity_check_runs_on_the_demo(demo_run):

@@ -5,7 +5,6 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 import pytest
-import tensorflow as tf
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 

@@ -94,7 +94,8 @@ def _equivalent_split(layer_factory, **kwargs):
 def test_fused_activation_equals_split_activation(layer_factory, fused_activation):
     fused, split = _equivalent_split(layer_factory, fused_activation=fused_activation)
     # The split model's Activation('relu') is itself checked against the numpy reference above.
-    _assert_guided(fused, lambda images: GuidedBackprop(split, batch_size=4).explain(images, TARGETS))
+    split_explainer = GuidedBackprop(split, batch_size=4)
+    _assert_guided(fused, lambda images: split_explainer.explain(images, TARGETS))
 
 
 def test_nested_model_relus_are_guided():

@@ -1,6 +1,5 @@
 """Tests of report.html (pipeline.report) on the outputs of a real, tiny pipeline run."""
 
-import html.parser
 import json
 import os
 import shutil
@@ -34,33 +33,6 @@ def run(tmp_path_factory):
     return output, images
 
 
-class _Images(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.sources = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "img":
-            self.sources.append(dict(attrs)["src"])
-
-
-def _check_page(path):
-    """Asserts the page is offline-safe and every image is a valid PNG; returns (text, srcs)."""
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
-    assert "http://" not in text and "https://" not in text
-    assert "<script" not in text and "<link" not in text
-    parser = _Images()
-    parser.feed(text)
-    folder = os.path.dirname(path)
-    for source in parser.sources:
-        assert source.startswith(f"{report.REPORT_DIR}/") and source.endswith(".png")
-        with Image.open(os.path.join(folder, source)) as image:
-            assert image.format == "PNG"
-            image.verify()
-    return text, parser.sources
-
-
 def _sanity_rows():
     return [{"depth": depth, "randomized_layers": ",".join(names[:depth]), "example_index": i,
              "spearman": value - 0.01 * i, "ssim": value - 0.02 * i}
@@ -76,7 +48,7 @@ def test_report_with_overlays_and_sanity(run):
     path = report.write_report(str(output), top_n=3, examples_images=wanted,
                                sanity_rows=_sanity_rows())
     assert path == os.path.join(str(output), report.REPORT_HTML)
-    text, sources = _check_page(path)
+    text, sources = helpers.check_report_page(path)
 
     classes = loader.load_stats(str(output)).query("group == 'class'")
     assert len(classes) == 2
@@ -103,7 +75,7 @@ def test_report_without_images_replaces_stale_pictures(run, tmp_path):
     stale.parent.mkdir(exist_ok=True)
     stale.write_bytes(b"not a png")
     path = report.write_report(str(output), top_n=2)
-    text, sources = _check_page(path)
+    text, sources = helpers.check_report_page(path)
     assert not stale.exists()
     assert sorted(os.listdir(output / report.REPORT_DIR)) == sorted(
         s.split("/")[1] for s in sources)
@@ -125,7 +97,7 @@ def test_dead_letters_by_stage_are_listed_and_escaped(run, tmp_path):
     manifest = json.loads((output / "manifest.json").read_text())
     manifest["counts"].update({"errors": 2, "errors_decode": 1, "errors_parse": 1})
     (output / "manifest.json").write_text(json.dumps(manifest))
-    text, _ = _check_page(report.write_report(str(output), top_n=1))
+    text, _ = helpers.check_report_page(report.write_report(str(output), top_n=1))
     assert "Dead letters by stage" in text
     assert "<td class=\"text\">decode</td><td>1</td>" in text
     assert "bad &lt;png&gt;" in text and "bad <png>" not in text
