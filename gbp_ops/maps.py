@@ -72,6 +72,28 @@ def downsample(maps, factor):
     return maps.reshape(n, h // factor, factor, w // factor, factor).mean(axis=(2, 4))
 
 
+def scale_to_unit(maps):
+    """Divides each map of ``(N, ...)`` by its own max |value|.
+
+    Storing maps this way keeps float16's full precision: raw gradients are often below
+    float16's smallest normal number (6.1e-5), where it keeps only a few bits.
+
+    Returns:
+        ``(unit_maps, scales)``: float32 in [-1, 1], same shape; float32 ``(N,)`` scales
+        (0 for an all-zero map), so that ``map == unit_map * scale``.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    scales = np.abs(maps).reshape(len(maps), -1).max(axis=1) if maps.size else np.zeros(0)
+    safe = np.where(scales > 0, scales, 1.0).astype(np.float32)
+    return maps / safe.reshape((-1,) + (1,) * (maps.ndim - 1)), scales.astype(np.float32)
+
+
+def unscale(unit_maps, scales):
+    """Inverse of ``scale_to_unit``: float32 maps shaped like ``unit_maps``."""
+    unit_maps = np.asarray(unit_maps, dtype=np.float32)
+    return unit_maps * np.asarray(scales, np.float32).reshape((-1,) + (1,) * (unit_maps.ndim - 1))
+
+
 def quantize_uint8(maps):
     """Quantises each map of ``(N, ...)`` to uint8 codes with a per-map float32 scale.
 
@@ -84,13 +106,10 @@ def quantize_uint8(maps):
     maps = np.asarray(maps, dtype=np.float32)
     if (maps < 0).any():
         raise ValueError("uint8 quantisation needs non-negative maps; use a non-signed reduction")
-    scales = maps.reshape(len(maps), -1).max(axis=1) if maps.size else np.zeros(0, np.float32)
-    safe = np.where(scales > 0, scales, 1.0).reshape((-1,) + (1,) * (maps.ndim - 1))
-    codes = np.rint(maps / safe * 255.0).astype(np.uint8)
-    return codes, scales.astype(np.float32)
+    unit_maps, scales = scale_to_unit(maps)
+    return np.rint(unit_maps * 255.0).astype(np.uint8), scales
 
 
 def dequantize_uint8(codes, scales):
     """Inverse of ``quantize_uint8``: float32 maps shaped like ``codes``."""
-    codes = np.asarray(codes, dtype=np.float32)
-    return codes / 255.0 * np.asarray(scales, np.float32).reshape((-1,) + (1,) * (codes.ndim - 1))
+    return unscale(np.asarray(codes, np.float32) / 255.0, scales)

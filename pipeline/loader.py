@@ -5,6 +5,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from gbp_ops import maps as map_ops
 from pipeline import schema
 
 
@@ -37,7 +38,8 @@ def load_saliency(path, classes=None, correct=None, columns=None, maps=True, exa
         correct: optional bool to keep only correctly / incorrectly predicted rows.
         columns: optional list of columns to read (the map is read only if listed or if
             ``columns`` is None and ``maps`` is True).
-        maps: reshape the maps to float32 ``(h, w)`` (dequantising uint8 maps).
+        maps: reshape the maps to float32 ``(h, w)``, undoing the per-row scaling of float16
+            and uint8 maps.
         example_ids: optional iterable of example ids to keep (pushed down to pyarrow).
 
     Returns:
@@ -56,7 +58,7 @@ def load_saliency(path, classes=None, correct=None, columns=None, maps=True, exa
         condition = wanted if condition is None else condition & wanted
     if columns is not None and maps and schema.SALIENCY in columns and (
             schema.SALIENCY_SCALE in dataset.schema.names):
-        columns = [*columns, schema.SALIENCY_SCALE]  # needed to dequantise uint8 maps
+        columns = [*columns, schema.SALIENCY_SCALE]  # needed to unscale float16/uint8 maps
     if columns is None and not maps:
         columns = [name for name in dataset.schema.names if name != schema.SALIENCY]
     frame = dataset.to_table(columns=columns, filter=condition).to_pandas()
@@ -71,11 +73,14 @@ def _reshape_maps(frame, metadata):
     flat = frame[schema.SALIENCY]
     if not len(flat):
         return flat
-    stacked = np.stack(flat.to_numpy()).astype(np.float32).reshape(-1, height, width)
+    stacked = np.stack(flat.to_numpy()).reshape(-1, height, width)
     if schema.SALIENCY_SCALE in frame:
         scales = frame[schema.SALIENCY_SCALE].to_numpy(np.float32)
-        stacked = stacked / 255.0 * scales[:, None, None]
-    return list(stacked)
+        if stacked.dtype == np.uint8:
+            stacked = map_ops.dequantize_uint8(stacked, scales)
+        else:
+            stacked = map_ops.unscale(stacked, scales)
+    return list(stacked.astype(np.float32, copy=False))
 
 
 def load_stats(path):

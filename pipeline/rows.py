@@ -105,8 +105,12 @@ def to_arrow_table(batch, arrow_schema, map_dtype):
     if map_dtype == "uint8":
         codes, scales = map_ops.quantize_uint8(batch.maps)
         flat, arrays[schema.SALIENCY_SCALE] = codes.reshape(-1), pa.array(scales)
+    elif map_dtype == "float16":
+        unit_maps, scales = map_ops.scale_to_unit(batch.maps)
+        flat = unit_maps.astype(np.float16).reshape(-1)
+        arrays[schema.SALIENCY_SCALE] = pa.array(scales)
     else:
-        flat = batch.maps.astype(np.dtype(map_dtype)).reshape(-1)
+        flat = batch.maps.reshape(-1)
     arrays[schema.SALIENCY] = pa.FixedSizeListArray.from_arrays(pa.array(flat), height * width)
     names = list(schema.STATISTIC_COLUMNS) + [schema.BOX_SHARE]
     for index, name in enumerate(names):

@@ -39,6 +39,8 @@ GROUP_CLASS_CORRECT = "class_correct"
 
 METADATA_KEY = b"gbp_audit"
 MAP_ARROW_TYPES = {"float16": pa.float16(), "float32": pa.float32(), "uint8": pa.uint8()}
+# Map dtypes stored per row as map / max|map| (uint8: times 255) with a `saliency_scale` column.
+SCALED_MAP_DTYPES = ("float16", "uint8")
 
 
 def saliency_schema(map_height, map_width, map_dtype, metadata):
@@ -56,7 +58,7 @@ def saliency_schema(map_height, map_width, map_dtype, metadata):
         pa.field(CORRECT, pa.bool_()),
         pa.field(SALIENCY, pa.list_(MAP_ARROW_TYPES[map_dtype], map_height * map_width)),
     ]
-    if map_dtype == "uint8":
+    if map_dtype in SCALED_MAP_DTYPES:
         fields.append(pa.field(SALIENCY_SCALE, pa.float32()))
     fields += [pa.field(name, pa.float64()) for name in STATISTIC_COLUMNS]
     fields += [pa.field(BOX_SHARE, pa.float64()), pa.field(BOX_AREA, pa.float64())]

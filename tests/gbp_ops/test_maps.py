@@ -38,3 +38,11 @@ def test_quantize_round_trip_within_half_step():
     assert (np.abs(restored - batch) <= step / 2 + 1e-7).all()
     with pytest.raises(ValueError, match="non-negative"):
         maps.quantize_uint8(-batch - 1)
+
+
+def test_scale_to_unit_round_trip_and_zero_map():
+    batch = np.array([[[2e-6, -4e-6]], [[0.0, 0.0]]], np.float32)
+    unit, scales = maps.scale_to_unit(batch)
+    np.testing.assert_allclose(unit, [[[0.5, -1.0]], [[0.0, 0.0]]])
+    np.testing.assert_allclose(scales, [4e-6, 0.0])
+    np.testing.assert_allclose(maps.unscale(unit, scales), batch)

@@ -16,7 +16,7 @@ def outputs(tmp_path_factory):
     write_tfrecord_shards(arrays, str(root / "data"), num_shards=2)
     helpers.small_model(str(root / "model.keras"), seed=4)
     runs = {}
-    for dtype in ("float32", "uint8"):
+    for dtype in ("float32", "float16", "uint8"):
         helpers.run_demo_preset(str(root / "data" / "*.tfrecord"), str(root / "model.keras"),
                                 root / dtype, "explain.target=label", "explain.batch_size=8",
                                 f"output.map_dtype={dtype}", "output.report=false")
@@ -48,3 +48,14 @@ def test_uint8_maps_dequantise_close_to_float32(outputs):
         reference = exact.saliency[example_id]
         step = reference.max() / 255.0
         assert np.abs(row.saliency - reference).max() <= step / 2 + 1e-7
+
+
+def test_float16_maps_keep_precision_through_per_row_scaling(outputs):
+    exact = pipeline.load_saliency(str(outputs["float32"])).set_index("example_id")
+    half = pipeline.load_saliency(str(outputs["float16"])).set_index("example_id")
+    raw = pd.read_parquet(outputs["float16"] / "saliency")
+    assert raw.saliency.iloc[0].dtype == np.float16 and raw.saliency.iloc[0].max() <= 1.0
+    for example_id, row in half.iterrows():
+        reference = exact.saliency[example_id]
+        # float16 keeps 11 significant bits relative to each row's own peak
+        np.testing.assert_allclose(row.saliency, reference, rtol=0, atol=reference.max() / 2048)
