@@ -49,11 +49,11 @@ def normalize_mass(maps):
     All-zero maps stay all zero. Negative values are treated as their absolute value.
 
     Returns:
-        float64 ``(N, H, W)``.
+        float32 ``(N, H, W)`` (totals are summed in float64).
     """
-    mass = np.abs(np.asarray(maps, dtype=np.float64))
-    total = mass.reshape(len(mass), -1).sum(axis=1)
-    scale = np.where(total > 0, total, 1.0)
+    mass = np.abs(np.asarray(maps, dtype=np.float32))
+    total = mass.reshape(len(mass), -1).sum(axis=1, dtype=np.float64)
+    scale = np.where(total > 0, total, 1.0).astype(np.float32)
     return mass / scale[:, None, None]
 
 

@@ -23,8 +23,9 @@ STATISTIC_NAMES = (TOTAL_MASS, TOP1_SHARE, TOP5_SHARE, ENTROPY, BORDER_SHARE, CE
 
 
 def total_mass(maps):
-    """Sum of |map| per example."""
-    return np.abs(np.asarray(maps, np.float64)).reshape(len(maps), -1).sum(axis=1)
+    """Sum of |map| per example (summed in float64)."""
+    mass = np.abs(np.asarray(maps, np.float32))
+    return mass.reshape(len(mass), -1).sum(axis=1, dtype=np.float64)
 
 
 def top_share(maps, fraction):
@@ -45,7 +46,8 @@ def normalized_entropy(maps):
     """Shannon entropy of the mass distribution divided by log(H*W): 1 = uniform, 0 = one pixel."""
     p = normalize_mass(maps).reshape(len(maps), -1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        entropy = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+        terms = np.where(p > 0, p * np.log(p), np.float32(0.0))
+    entropy = -terms.sum(axis=1, dtype=np.float64)
     size = p.shape[1]
     result = entropy / np.log(size) if size > 1 else np.zeros(len(p))
     return np.where(p.sum(axis=1) > 0, result, np.nan)
@@ -75,8 +77,10 @@ def center_of_mass(maps):
     height, width = p.shape[1:3]
     ys = (np.arange(height) + 0.5) / height
     xs = (np.arange(width) + 0.5) / width
-    center = np.stack([(p.sum(axis=2) * ys).sum(axis=1), (p.sum(axis=1) * xs).sum(axis=1)], 1)
-    return np.where(p.reshape(len(p), -1).sum(axis=1, keepdims=True) > 0, center, np.nan)
+    rows = p.sum(axis=2, dtype=np.float64)
+    columns = p.sum(axis=1, dtype=np.float64)
+    center = np.stack([(rows * ys).sum(axis=1), (columns * xs).sum(axis=1)], 1)
+    return np.where(rows.sum(axis=1, keepdims=True) > 0, center, np.nan)
 
 
 def box_masks(boxes, height, width):
@@ -98,9 +102,10 @@ def mask_share(maps, masks):
 
 
 def _share_inside(maps, mask):
-    mass = np.abs(np.asarray(maps, np.float64))
-    inside = (mass * mask).reshape(len(mass), -1).sum(axis=1)
-    total = mass.reshape(len(mass), -1).sum(axis=1)
+    mass = np.abs(np.asarray(maps, np.float32))
+    inside = np.where(mask, mass, np.float32(0.0)).reshape(len(mass), -1).sum(
+        axis=1, dtype=np.float64)
+    total = mass.reshape(len(mass), -1).sum(axis=1, dtype=np.float64)
     return np.where(total > 0, inside / np.where(total > 0, total, 1.0), 0.0)
 
 
