@@ -1,6 +1,7 @@
 """Benchmark: bare GBP kernel vs the whole pipeline vs the eager GradientTape recipe.
 
 Usage:  .venv/bin/python scripts/bench.py [--images 500] [--workdir DIR] [--beam-args "..."]
+                                         [--worker-threads N]
 
 Measured in one invocation, on the reference model (DESIGN.md appendix) at 128x128, batch 32:
   1. kernel:   gbp_ops.GuidedBackprop.explain on in-memory batches;
@@ -104,7 +105,7 @@ def _tree_rss(process):
         return 0
 
 
-def run_pipeline(pattern, model_path, output, *overrides, beam_args=()):
+def run_pipeline(pattern, model_path, output, *overrides, beam_args=(), worker_threads=0):
     """Runs `python -m pipeline` in a subprocess.
 
     Returns:
@@ -117,8 +118,11 @@ def run_pipeline(pattern, model_path, output, *overrides, beam_args=()):
             "--output", output, *[x for o in overrides for x in ("--set", o)], *beam_args]
     peak = [0]
     start = time.perf_counter()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    if worker_threads:
+        env["TF_NUM_INTRAOP_THREADS"] = str(worker_threads)  # only the pipeline's processes
     process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+                               env=env)
 
     def poll():
         while process.poll() is None:
@@ -149,6 +153,8 @@ def main():
     parser.add_argument("--kernel-images", type=int, default=1024)
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "gbp-bench"))
     parser.add_argument("--beam-args", default="", help="extra Beam flags for pipeline runs")
+    parser.add_argument("--worker-threads", type=int, default=0,
+                        help="TF intra-op threads per pipeline process (0: TF's default)")
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     import gbp_ops
@@ -160,13 +166,14 @@ def main():
     images = synthesize_shapes(args.kernel_images, image_size=SIZE, seed=99)["images"]
     images = images.astype(np.float32) / 255.0
     beam_args = args.beam_args.split()
+    run_options = {"beam_args": beam_args, "worker_threads": args.worker_threads}
 
     kernel_before = kernel_throughput(model, images)
     results = {"naive_images_per_s": naive_throughput(model, images[:320])}
     seconds_n, rss_n, _ = run_pipeline(small, model_path, os.path.join(args.workdir, "out-n"),
-                                       beam_args=beam_args)
+                                       **run_options)
     out = os.path.join(args.workdir, "out-10n")
-    seconds_10n, rss_10n, manifest = run_pipeline(large, model_path, out, beam_args=beam_args)
+    seconds_10n, rss_10n, manifest = run_pipeline(large, model_path, out, **run_options)
     rows = manifest["counts"]["saliency_rows"]
     results.update(
         pipeline_images=rows, pipeline_seconds=seconds_10n,
@@ -179,7 +186,7 @@ def main():
     for dtype in ("float32", "uint8"):
         dtype_out = os.path.join(args.workdir, f"out-{dtype}")
         _, _, manifest = run_pipeline(small, model_path, dtype_out, f"output.map_dtype={dtype}",
-                                      "output.report=false", beam_args=beam_args)
+                                      "output.report=false", **run_options)
         results[f"bytes_per_example_{dtype}"] = bytes_per_example(
             dtype_out, manifest["counts"]["saliency_rows"])
     # This machine's speed drifts; the kernel is timed before and after the pipeline runs.
