@@ -7,6 +7,7 @@ with one line on stderr and exit code 2; ``--debug`` shows the traceback.
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 
@@ -60,6 +61,9 @@ def run(argv=None):
     start = time.time()
     config = load_run_config(args)
     plan = preflight(config)
+    if config.explain.worker_intra_op_threads:
+        # Spawned local worker processes read this when TF starts in them.
+        os.environ["TF_NUM_INTRAOP_THREADS"] = str(config.explain.worker_intra_op_threads)
     options = beam_options(beam_args)
     with beam.Pipeline(options=options) as p:
         build_pipeline(p, plan, start_time=start)

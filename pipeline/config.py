@@ -73,6 +73,10 @@ class ExplainConfig:
     batch_size: int = 32
     reduction: str = "max_abs"
     large_model: bool = False  # one model per machine instead of per worker process
+    # TF intra-op threads per worker process; 0 keeps TF's default (all cores). With several
+    # worker processes on a small machine, 1 lets one process's GBP step overlap another's
+    # decoding and Parquet work (see README, Performance).
+    worker_intra_op_threads: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,6 +256,8 @@ def validate(config):
              "explain.target", "target 'label' needs source.label_key")
     _require(explain.batch_size >= 1, "explain.batch_size", "expected an integer >= 1")
     _one_of(explain.reduction, REDUCTIONS, "explain.reduction")
+    _require(explain.worker_intra_op_threads >= 0, "explain.worker_intra_op_threads",
+             "expected an integer >= 0 (0: TensorFlow's default)")
     _require(bool(output.path), "output.path", "an output directory is required")
     _one_of(output.map_dtype, MAP_DTYPES, "output.map_dtype")
     _require(output.downsample >= 1, "output.downsample", "expected an integer >= 1")

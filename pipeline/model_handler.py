@@ -26,6 +26,18 @@ def configure_gpus():
             pass
 
 
+def configure_threads(intra_op_threads):
+    """Caps TF's intra-op threads in this process, if TF has not started its thread pools."""
+    if not intra_op_threads:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+    except RuntimeError:  # TF already ran ops here; TF_NUM_INTRAOP_THREADS covers spawned workers
+        logging.info("gbp-audit: TF already initialised; intra-op threads left as they are")
+
+
 def localize_model(path):
     """Returns a local copy of ``path`` (read through Beam FileSystems) for Keras to open.
 
@@ -62,6 +74,7 @@ def build_explainer(config):
     import gbp_ops
 
     configure_gpus()
+    configure_threads(config.explain.worker_intra_op_threads)
     model = gbp_ops.load_model(localize_model(config.model.path), safe_mode=config.model.safe_mode)
     explainer = gbp_ops.GuidedBackprop(
         model,
