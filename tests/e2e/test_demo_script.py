@@ -30,7 +30,7 @@ def _region_share(mean_map, box):
     return mean_map[y0:y1, x0:x1].sum() / mean_map.sum(), (y1 - y0) * (x1 - x0) / mean_map.size
 
 
-def test_demo_model_relies_on_the_planted_mark():
+def test_demo_model_relies_on_the_planted_mark(demo_run):  # demo.sh builds the model
     model = keras.models.load_model(os.path.join(helpers.REPO, ".cache/demo/model.keras"))
     arrays = demo_assets.synthesize_shapes(200, image_size=64, shortcut_fraction=0.0, seed=99)
     circles = arrays["images"][arrays["labels"] == 0].copy()
