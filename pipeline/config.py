@@ -5,6 +5,7 @@ message names the field, e.g. ``config field 'explain.batch_size': expected an i
 """
 
 import dataclasses
+import types
 import typing
 
 import yaml
@@ -116,7 +117,7 @@ class RunConfig:
 
     def to_dict(self):
         """Plain nested dict (JSON/YAML-ready)."""
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
     def replace(self, **sections):
         """A copy with whole sections or fields replaced: ``replace(output={'path': p})``."""
@@ -131,11 +132,17 @@ class RunConfig:
         return int(self.explain.target) if self.explain.target.lstrip("-").isdigit() else None
 
 
-def _jsonable(value):
+def jsonable(value):
+    """Nested dicts/lists/tuples with numpy scalars and NaN -> JSON-ready Python values
+    (tuples become lists, numpy scalars Python scalars, NaN None, keys strings)."""
     if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
+        return {str(key): jsonable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
+        return [jsonable(item) for item in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
     return value
 
 
@@ -143,7 +150,7 @@ def _coerce(field_path, annotation, value):
     """Converts a YAML value to the annotated type, or raises ConfigError naming the field."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         annotation = next(arg for arg in args if arg is not type(None))

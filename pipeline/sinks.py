@@ -13,6 +13,7 @@ import time
 import apache_beam as beam
 
 from pipeline import paths
+from pipeline.config import jsonable
 
 STAGING_DIR = "_staging"
 TABLE_PREFIXES = ("saliency", "stats", "errors", "sanity")
@@ -96,7 +97,7 @@ class PublishDoFn(beam.DoFn):
 
             summary = sanity_ops.summary(sanity)
             manifest["sanity"] = {"verdict": sanity_ops.verdict(summary),
-                                  "by_depth": _jsonable(summary)}
+                                  "by_depth": jsonable(summary)}
         manifest["wall_time_seconds"] = round(time.time() - self._start_time, 3)
         manifest["files"] = [f"{_table_of(path)}/{paths.basename(path)}" for path in published]
         paths.write_text(paths.join(self._output_dir, MANIFEST),
@@ -108,19 +109,6 @@ class PublishDoFn(beam.DoFn):
                                 examples_images=images, sanity_rows=sanity or None)
         paths.delete([paths.join(self._output_dir, STAGING_DIR)])
         yield manifest
-
-
-def _jsonable(value):
-    """numpy scalars and NaN -> JSON-friendly Python values (NaN becomes None)."""
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    return value
 
 
 def _table_of(path):
