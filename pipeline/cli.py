@@ -5,7 +5,6 @@ with one line on stderr and exit code 2; ``--debug`` shows the traceback.
 """
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -53,8 +52,8 @@ def run(argv=None):
     """Runs an audit; returns the manifest dict (raises on errors)."""
     import apache_beam as beam
 
-    from pipeline import paths, sinks
     from pipeline.build import build_pipeline
+    from pipeline.loader import read_manifest
     from pipeline.preflight import preflight
 
     args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -67,10 +66,8 @@ def run(argv=None):
     options = beam_options(beam_args)
     with beam.Pipeline(options=options) as p:
         build_pipeline(p, plan, start_time=start)
-    manifest_path = paths.join(config.output.path, sinks.MANIFEST)
-    if not paths.match(manifest_path):  # an asynchronous runner (e.g. Dataflow --dry_run)
-        return None
-    return json.loads(paths.read_text(manifest_path))
+    # None when the runner has not run the job here (e.g. Dataflow --dry_run)
+    return read_manifest(config.output.path) or None
 
 
 def summary(manifest):

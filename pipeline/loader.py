@@ -83,14 +83,26 @@ def _reshape_maps(frame, metadata):
     return list(stacked.astype(np.float32, copy=False))
 
 
+def read_manifest(path):
+    """The run's ``manifest.json`` as a dict, or ``{}`` when the run has not published one."""
+    import json
+
+    from pipeline import paths
+
+    try:
+        return json.loads(paths.read_text(paths.join(path, schema.MANIFEST)))
+    except FileNotFoundError:
+        return {}
+
+
 def load_stats(path):
-    """Loads ``stats-*.parquet``; ``mean_map`` becomes float32 ``(h, w)`` arrays."""
+    """Loads ``stats-*.parquet``; ``mean_map`` becomes float32 ``(h, w)`` arrays, with the map
+    shape from the run's manifest."""
     dataset = _dataset(path, "stats")
     frame = dataset.to_table().to_pandas()
     if len(frame):
-        size = len(frame[schema.MEAN_MAP].iloc[0])
-        side = int(round(np.sqrt(size)))
-        frame[schema.MEAN_MAP] = [np.asarray(m, np.float32).reshape(side, size // side)
+        height, width = read_manifest(path)["map_shape"]
+        frame[schema.MEAN_MAP] = [np.asarray(m, np.float32).reshape(height, width)
                                   for m in frame[schema.MEAN_MAP]]
     return frame
 

@@ -23,7 +23,6 @@ Flag rules (constants below):
 import dataclasses
 import html
 import io
-import json
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -34,7 +33,6 @@ from pipeline import loader, paths, schema
 
 REPORT_HTML = "report.html"
 REPORT_DIR = "report"
-MANIFEST = "manifest.json"
 
 # Statistics shown as per-class histograms (from the stats table's ``<stat>_hist`` columns).
 HISTOGRAM_STATISTICS = (
@@ -134,7 +132,7 @@ def write_report(output_dir, top_n=8, examples_images=None, sanity_rows=None,
     report_dir = paths.join(output_dir, REPORT_DIR)
     paths.delete(paths.match(paths.join(report_dir, "*.png")))  # no stale pictures
     paths.make_dirs(report_dir)
-    manifest = _read_manifest(output_dir)
+    manifest = loader.read_manifest(output_dir)
     stats = loader.load_stats(output_dir)
     frame = loader.load_saliency(output_dir, maps=False)
     errors = loader.load_errors(output_dir)
@@ -161,14 +159,6 @@ def write_report(output_dir, top_n=8, examples_images=None, sanity_rows=None,
 
 
 # ---- reading -------------------------------------------------------------------------------
-
-def _read_manifest(output_dir):
-    path = paths.join(output_dir, MANIFEST)
-    try:
-        return json.loads(paths.read_text(path))
-    except FileNotFoundError:
-        return {}
-
 
 def _class_rows(stats):
     """The ``group == 'class'`` rows, sorted by class index."""

@@ -38,6 +38,7 @@ GROUP_CLASS = "class"
 GROUP_CLASS_CORRECT = "class_correct"
 
 METADATA_KEY = b"gbp_audit"
+MANIFEST = "manifest.json"  # beside the table folders in every output directory
 MAP_ARROW_TYPES = {"float16": pa.float16(), "float32": pa.float32(), "uint8": pa.uint8()}
 # Map dtypes stored per row as map / max|map| (uint8: times 255) with a `saliency_scale` column.
 SCALED_MAP_DTYPES = ("float16", "uint8")

@@ -12,12 +12,11 @@ import time
 
 import apache_beam as beam
 
-from pipeline import paths
+from pipeline import paths, schema
 from pipeline.config import jsonable
 
 STAGING_DIR = "_staging"
 TABLE_PREFIXES = ("saliency", "stats", "errors", "sanity")
-MANIFEST = "manifest.json"
 PARQUET_CODEC = "zstd"
 
 
@@ -63,7 +62,7 @@ def previous_outputs(output_dir):
     found = []
     for table in TABLE_PREFIXES:
         found += paths.match(paths.join(table_dir(output_dir, table), "*.parquet"))
-    return found + paths.match(paths.join(output_dir, MANIFEST))
+    return found + paths.match(paths.join(output_dir, schema.MANIFEST))
 
 
 class PublishDoFn(beam.DoFn):
@@ -100,7 +99,7 @@ class PublishDoFn(beam.DoFn):
                                   "by_depth": jsonable(summary)}
         manifest["wall_time_seconds"] = round(time.time() - self._start_time, 3)
         manifest["files"] = [f"{_table_of(path)}/{paths.basename(path)}" for path in published]
-        paths.write_text(paths.join(self._output_dir, MANIFEST),
+        paths.write_text(paths.join(self._output_dir, schema.MANIFEST),
                          json.dumps(manifest, indent=2, sort_keys=True))
         if self._report_top_n is not None:
             from pipeline import report

@@ -59,3 +59,18 @@ def test_float16_maps_keep_precision_through_per_row_scaling(outputs):
         reference = exact.saliency[example_id]
         # float16 keeps 11 significant bits relative to each row's own peak
         np.testing.assert_allclose(row.saliency, reference, rtol=0, atol=reference.max() / 2048)
+
+
+def test_load_stats_reshapes_non_square_maps_with_the_manifest_shape(tmp_path):
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "stats").mkdir()
+    mean_map = np.arange(6, dtype=np.float32)
+    pq.write_table(pa.table({"group": ["overall"], "mean_map": [mean_map]}),
+                   tmp_path / "stats" / "stats-00000-of-00001.parquet")
+    (tmp_path / "manifest.json").write_text(json.dumps({"map_shape": [2, 3]}))
+    loaded = pipeline.load_stats(str(tmp_path)).mean_map.iloc[0]
+    np.testing.assert_array_equal(loaded, mean_map.reshape(2, 3))
