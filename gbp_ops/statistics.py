@@ -8,8 +8,6 @@ undefined (entropy, centre of mass).
 
 import numpy as np
 
-from gbp_ops.maps import normalize_mass
-
 # Column names of the per-example statistics, in output order.
 TOTAL_MASS = "total_mass"
 TOP1_SHARE = "top1_share"
@@ -33,54 +31,70 @@ def top_share(maps, fraction):
 
     A map with all mass in one pixel gives 1; a uniform map gives about ``fraction``.
     """
-    mass = np.abs(np.asarray(maps, np.float32)).reshape(len(maps), -1)
-    count = max(1, int(np.ceil(fraction * mass.shape[1])))
-    # partition on float32 (half the memory traffic), sum in float64
-    top = np.partition(mass, mass.shape[1] - count, axis=1)[:, mass.shape[1] - count:]
-    top = top.astype(np.float64)
+    return top_shares(maps, (fraction,))[0]
+
+
+def top_shares(maps, fractions):
+    """``top_share`` for several fractions with one partition of each map.
+
+    Returns:
+        list of float64 ``(N,)``, one per fraction.
+    """
+    mass = _flat_mass(maps)
+    size = mass.shape[1]
+    counts = [max(1, int(np.ceil(fraction * size))) for fraction in fractions]
+    # Partition once for the largest top set, then only within it; float32 halves the traffic.
+    widest = max(counts)
+    top = np.partition(mass, size - widest, axis=1)[:, size - widest:]
     total = mass.sum(axis=1, dtype=np.float64)
-    return np.where(total > 0, top.sum(axis=1) / np.where(total > 0, total, 1.0), 0.0)
+    shares = []
+    for count in counts:
+        subset = top if count == widest else np.partition(top, widest - count, axis=1)[
+            :, widest - count:]
+        shares.append(_share(subset.sum(axis=1, dtype=np.float64), total))
+    return shares
 
 
 def normalized_entropy(maps):
-    """Shannon entropy of the mass distribution divided by log(H*W): 1 = uniform, 0 = one pixel."""
-    p = normalize_mass(maps).reshape(len(maps), -1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * np.log(p), np.float32(0.0))
-    entropy = -terms.sum(axis=1, dtype=np.float64)
-    size = p.shape[1]
-    result = entropy / np.log(size) if size > 1 else np.zeros(len(p))
-    return np.where(p.sum(axis=1) > 0, result, np.nan)
+    """Shannon entropy of the mass distribution divided by log(H*W): 1 = uniform, 0 = one pixel.
 
-
-def border_mask(height, width, band):
-    """bool ``(H, W)``: True within ``band`` pixels of any image edge."""
-    mask = np.zeros((height, width), bool)
-    if band > 0:
-        mask[:band, :] = mask[-band:, :] = True
-        mask[:, :band] = mask[:, -band:] = True
-    return mask
+    Uses H = log(T) - sum(m log m) / T for masses m with total T: one float32 log per pixel
+    and no normalised copy of the maps.
+    """
+    mass = _flat_mass(maps)
+    total = mass.sum(axis=1, dtype=np.float64)
+    log_mass = np.log(np.maximum(mass, np.finfo(np.float32).tiny))  # 0 log 0 = 0
+    mass_log_mass = np.einsum("ij,ij->i", mass, log_mass, dtype=np.float64)
+    safe_total = np.where(total > 0, total, 1.0)
+    entropy = np.maximum(np.log(safe_total) - mass_log_mass / safe_total, 0.0)
+    size = mass.shape[1]
+    result = entropy / np.log(size) if size > 1 else np.zeros(len(mass))
+    return np.where(total > 0, result, np.nan)
 
 
 def border_share(maps, band_fraction=0.1):
     """Share of mass within a border band whose width is ``band_fraction`` of min(H, W)
     (at least one pixel)."""
-    maps = np.asarray(maps)
-    height, width = maps.shape[1:3]
+    mass = np.abs(np.asarray(maps, np.float32))
+    height, width = mass.shape[1:3]
     band = max(1, int(round(band_fraction * min(height, width))))
-    return _share_inside(maps, border_mask(height, width, band)[None])
+    total = mass.reshape(len(mass), -1).sum(axis=1, dtype=np.float64)
+    interior = mass[:, band:height - band, band:width - band].reshape(len(mass), -1).sum(
+        axis=1, dtype=np.float64)
+    return _share(total - interior, total)
 
 
 def center_of_mass(maps):
     """float64 ``(N, 2)``: the mass-weighted (y, x) pixel-centre position, scaled into [0, 1]."""
-    p = normalize_mass(maps)
-    height, width = p.shape[1:3]
+    mass = np.abs(np.asarray(maps, np.float32))
+    height, width = mass.shape[1:3]
     ys = (np.arange(height) + 0.5) / height
     xs = (np.arange(width) + 0.5) / width
-    rows = p.sum(axis=2, dtype=np.float64)
-    columns = p.sum(axis=1, dtype=np.float64)
-    center = np.stack([(rows * ys).sum(axis=1), (columns * xs).sum(axis=1)], 1)
-    return np.where(rows.sum(axis=1, keepdims=True) > 0, center, np.nan)
+    rows = mass.sum(axis=2, dtype=np.float64)
+    columns = mass.sum(axis=1, dtype=np.float64)
+    total = rows.sum(axis=1, keepdims=True)
+    center = np.stack([rows @ ys, columns @ xs], 1) / np.where(total > 0, total, 1.0)
+    return np.where(total > 0, center, np.nan)
 
 
 def box_masks(boxes, height, width):
@@ -105,8 +119,18 @@ def _share_inside(maps, mask):
     mass = np.abs(np.asarray(maps, np.float32))
     inside = np.where(mask, mass, np.float32(0.0)).reshape(len(mass), -1).sum(
         axis=1, dtype=np.float64)
-    total = mass.reshape(len(mass), -1).sum(axis=1, dtype=np.float64)
-    return np.where(total > 0, inside / np.where(total > 0, total, 1.0), 0.0)
+    return _share(inside, mass.reshape(len(mass), -1).sum(axis=1, dtype=np.float64))
+
+
+def _flat_mass(maps):
+    """float32 ``(N, H*W)`` |maps|."""
+    mass = np.abs(np.asarray(maps, np.float32))
+    return mass.reshape(len(mass), -1)
+
+
+def _share(part, total):
+    """part / total per example, 0 where the total is 0."""
+    return np.where(total > 0, part / np.where(total > 0, total, 1.0), 0.0)
 
 
 def per_example_statistics(maps, border_band_fraction=0.1, boxes=None):
@@ -122,10 +146,11 @@ def per_example_statistics(maps, border_band_fraction=0.1, boxes=None):
     """
     maps = np.abs(np.asarray(maps, np.float32))  # every statistic reads |map|; do it once
     center = center_of_mass(maps)
+    top1, top5 = top_shares(maps, (0.01, 0.05))
     stats = {
         TOTAL_MASS: total_mass(maps),
-        TOP1_SHARE: top_share(maps, 0.01),
-        TOP5_SHARE: top_share(maps, 0.05),
+        TOP1_SHARE: top1,
+        TOP5_SHARE: top5,
         ENTROPY: normalized_entropy(maps),
         BORDER_SHARE: border_share(maps, border_band_fraction),
         CENTER_Y: center[:, 0],

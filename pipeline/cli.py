@@ -13,6 +13,10 @@ import time
 EXIT_USAGE = 2
 EXIT_RUN_FAILED = 1
 DEFAULT_RUNNER = "FnApiRunner"
+LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
+# Two bundles in flight: one thread's decode/statistics/Parquet work overlaps the other's GBP
+# step (TF releases the GIL), and the model is shared through Beam's `Shared`.
+LOCAL_PARALLELISM = ("--direct_running_mode=multi_threading", "--direct_num_workers=2")
 
 
 def parse_args(argv):
@@ -30,12 +34,24 @@ def parse_args(argv):
     return parser.parse_known_args(argv)
 
 
-def beam_options(beam_args):
-    """PipelineOptions from the pass-through flags, defaulting the runner to FnApiRunner."""
-    from apache_beam.options.pipeline_options import PipelineOptions
+def _has_flag(beam_args, name):
+    return any(arg == name or arg.startswith(f"{name}=") for arg in beam_args)
 
-    if not any(arg == "--runner" or arg.startswith("--runner=") for arg in beam_args):
+
+def beam_options(beam_args):
+    """PipelineOptions from the pass-through flags.
+
+    The runner defaults to FnApiRunner. A local run that sets neither ``--direct_running_mode``
+    nor ``--direct_num_workers`` gets ``LOCAL_PARALLELISM``.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    if not _has_flag(beam_args, "--runner"):
         beam_args = [f"--runner={DEFAULT_RUNNER}", *beam_args]
+    runner = PipelineOptions(beam_args).view_as(StandardOptions).runner
+    if runner in LOCAL_RUNNERS and not (_has_flag(beam_args, "--direct_running_mode")
+                                        or _has_flag(beam_args, "--direct_num_workers")):
+        beam_args = [*beam_args, *LOCAL_PARALLELISM]
     return PipelineOptions(beam_args)
 
 

@@ -164,14 +164,19 @@ def preprocess_image(image, input_shape, preprocess):
 def preprocess_with_display(image, input_shape, preprocess):
     """Like ``preprocess_image``, also returning the resized uint8 ``(H, W, 3)`` image that
     reports draw maps on."""
-    pixels = to_pixel_range(image)
-    if not np.isfinite(pixels).all():
-        raise StageError(STAGE_PREPROCESS, "image has non-finite (NaN or inf) pixel values")
     height, width, channels = input_shape
+    # uint8 pixels that are only copied (no resize, no RGB->gray) stay finite whole numbers:
+    # the checks and rounding below would be wasted work on every example.
+    exact = (image.dtype == np.uint8 and image.shape[:2] == (height, width)
+             and (channels == 3 or image.shape[-1] == 1))
+    pixels = to_pixel_range(image)
+    if not exact and not np.isfinite(pixels).all():
+        raise StageError(STAGE_PREPROCESS, "image has non-finite (NaN or inf) pixel values")
     pixels = convert_channels(pixels, channels)
     if pixels.shape[:2] != (height, width):
         pixels = tf.image.resize(pixels, (height, width), method=preprocess.resize_method).numpy()
-    display = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    display = (pixels.astype(np.uint8) if exact
+               else np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
     if display.shape[-1] == 1:
         display = np.repeat(display, 3, axis=-1)
     return scale_pixels(pixels, preprocess.scaling).astype(np.float32), display

@@ -50,6 +50,7 @@ BORDER_RATIO = 1.5
 SIGNIFICANCE_Z = 2.0
 MAP_COLORMAP = "inferno"
 _DPI = 100
+_PANEL_PIXELS = 160  # example pictures are enlarged to at least this height
 _LISTED_ERRORS = 10
 
 _CSS = """
@@ -290,6 +291,17 @@ class _PngWriter:
     def save(self, figure, name):
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
+        return self._write(buffer, name)
+
+    def save_picture(self, picture, name):
+        """Saves a uint8 RGB array ``(H, W, 3)`` as it is (no matplotlib figure: ~10x faster)."""
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(picture).save(buffer, format="png")
+        return self._write(buffer, name)
+
+    def _write(self, buffer, name):
         paths.write_bytes(paths.join(self._output_dir, REPORT_DIR, name), buffer.getvalue())
         return f"{REPORT_DIR}/{name}"
 
@@ -330,32 +342,34 @@ def _histogram_figure(class_rows, stat):
     return figure
 
 
-def _example_figure(saliency, image, title):
-    """The map alone, or the input image, the map and the map overlaid on the image."""
+def _example_picture(saliency, image):
+    """uint8 RGB: the map alone, or the input image, the map and the overlay side by side.
+
+    Args:
+        saliency: float ``(h, w)`` map (scaled here by its own max |value|).
+        image: None, or the uint8 ``(H, W, 3)`` input; a downsampled map stretches to it.
+    """
     peak = float(np.abs(saliency).max())
     scaled = np.abs(saliency) / peak if peak > 0 else np.zeros_like(saliency)
     if image is None:
-        figure = Figure(figsize=(2.4, 2.5))
-        axes = figure.add_subplot()
-        axes.imshow(scaled, cmap=MAP_COLORMAP, vmin=0, vmax=1, interpolation="nearest")
-        axes.set_title(title, fontsize=7)
-        axes.axis("off")
-        return figure
-    image = np.asarray(image)
-    figure = Figure(figsize=(6.0, 2.3))
-    panels = figure.subplots(1, 3)
-    extent = (0, image.shape[1], image.shape[0], 0)  # a downsampled map stretches to the image
-    panels[0].imshow(image, extent=extent)
-    panels[1].imshow(scaled, cmap=MAP_COLORMAP, vmin=0, vmax=1, extent=extent,
-                     interpolation="nearest")
-    panels[2].imshow(image.mean(axis=-1), cmap="gray", extent=extent, alpha=0.5)
-    colours = _colormap(MAP_COLORMAP)(scaled)
-    colours[..., 3] = np.clip(scaled * 2.0, 0.0, 0.9)  # weak attention stays see-through
-    panels[2].imshow(colours, extent=extent, interpolation="nearest")
-    for axes, name in zip(panels, ("input", title, "overlay")):
-        axes.set_title(name, fontsize=7)
-        axes.axis("off")
-    return figure
+        return _enlarge(_colormap(MAP_COLORMAP)(scaled)[..., :3])
+    image = np.asarray(image, np.float64) / 255.0
+    height, width = image.shape[:2]
+    scaled = scaled[np.arange(height) * scaled.shape[0] // height][
+        :, np.arange(width) * scaled.shape[1] // width]
+    colours = _colormap(MAP_COLORMAP)(scaled)[..., :3]
+    alpha = np.clip(scaled * 2.0, 0.0, 0.9)[..., None]  # weak attention stays see-through
+    background = 0.5 + 0.5 * image.mean(axis=-1, keepdims=True)  # faded grey input
+    overlay = (1.0 - alpha) * background + alpha * colours
+    gap = np.ones((height, max(2, width // 32), 3))
+    return _enlarge(np.concatenate([image, gap, colours, gap, overlay], axis=1))
+
+
+def _enlarge(picture, min_height=_PANEL_PIXELS):
+    """float RGB in [0, 1] -> uint8, repeated (nearest) to at least ``min_height`` rows."""
+    factor = max(1, -(-min_height // picture.shape[0]))
+    picture = np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
+    return np.clip(np.rint(picture * 255.0), 0, 255).astype(np.uint8)
 
 
 def _colormap(name):
@@ -531,8 +545,8 @@ def _examples_section(output_dir, frame, top_n, images, writer):
     maps = _load_maps(output_dir, {i for ids in top.values() for i in ids})
     by_id = frame.assign(**{schema.EXAMPLE_ID: frame[schema.EXAMPLE_ID].astype(str)})
     by_id = by_id.drop_duplicates(schema.EXAMPLE_ID).set_index(schema.EXAMPLE_ID, drop=False)
-    note = ("Overlays of each map on its input image." if images else
-            "Maps alone (no input images were given to the report).")
+    note = ("Each example: its input image, its map and the map overlaid on the input."
+            if images else "Maps alone (no input images were given to the report).")
     parts = ["<h2>Most suspicious examples</h2>", f"<p class=note>{_esc(note)} Each map is "
              "scaled by its own maximum.</p>"]
     for key, ids in top.items():
@@ -542,10 +556,9 @@ def _examples_section(output_dir, frame, top_n, images, writer):
                 continue
             row = by_id.loc[example_id]
             image = images.get(example_id)
-            title = f"#{rank + 1} {example_id}"
-            link = writer.save(_example_figure(maps[example_id], image, title),
-                               f"top_{key}_{rank:03d}.png")
-            figures.append(_figure_html(link, _caption(row)))
+            link = writer.save_picture(_example_picture(maps[example_id], image),
+                                       f"top_{key}_{rank:03d}.png")
+            figures.append(_figure_html(link, f"#{rank + 1} {example_id}: {_caption(row)}"))
         parts.append(f"<h3>{_esc(TOP_TITLES[key])}</h3>")
         parts.append('<div class="grid">' + "".join(figures) + "</div>" if figures else
                      "<p class=note>No examples.</p>")
