@@ -1,6 +1,6 @@
 """Benchmark: bare GBP kernel vs the whole pipeline vs the eager GradientTape recipe.
 
-Usage:  .venv/bin/python scripts/bench.py [--images 500] [--workdir DIR] [--beam-args "..."]
+Usage:  .venv/bin/python scripts/bench.py [--images 2000] [--workdir DIR] [--beam-args "..."]
                                          [--worker-threads N]
 
 Measured in one invocation, on the reference model (DESIGN.md appendix) at 128x128, batch 32:
@@ -148,7 +148,7 @@ def bytes_per_example(output, rows):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=500,
+    parser.add_argument("--images", type=int, default=2000,
                         help="N: the pipeline runs on N and on 10xN images")
     parser.add_argument("--kernel-images", type=int, default=1024)
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "gbp-bench"))
