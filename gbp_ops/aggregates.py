@@ -51,19 +51,21 @@ def fixed_point_maps(maps):
     """Max-abs-normalised maps in fixed point: float ``(N, H, W)`` -> int64 ``(N, H, W)``.
 
     Computing this once per batch lets several groups share it (see ``accumulate``).
+    Sums of these are exact, so a group's sum may be assembled from its subgroups' sums.
     """
     normalised = np.abs(normalize_max_abs(maps))
     return np.rint(np.ldexp(normalised, MAP_FRACTION_BITS)).astype(np.int64)
 
 
-def accumulate(values, maps, histogram_bins, fixed_maps=None):
+def accumulate(values, maps, histogram_bins, map_sum=None):
     """An accumulator over a batch.
 
     Args:
         values: float64 ``(N, S)`` per-example statistics (NaN = undefined, skipped).
-        maps: float ``(N, H, W)`` reduced maps (unused when ``fixed_maps`` is given).
+        maps: float ``(N, H, W)`` reduced maps (unused when ``map_sum`` is given).
         histogram_bins: B; values outside [0, 1] are clipped into the end bins.
-        fixed_maps: optional ``fixed_point_maps(maps)``, precomputed.
+        map_sum: optional int64 ``(H, W)``: ``fixed_point_maps(maps).sum(axis=0)``, precomputed
+            (groups of one batch can then share partial sums).
 
     Returns:
         StatsAccumulator.
@@ -78,9 +80,8 @@ def accumulate(values, maps, histogram_bins, fixed_maps=None):
         stat_sum.append(sum(fixed))
         stat_sum_squares.append(sum(q * q for q in fixed))
         histograms.append(np.histogram(np.clip(present, 0.0, 1.0), bins=edges)[0])
-    if fixed_maps is None:
-        fixed_maps = fixed_point_maps(maps)
-    map_sum = fixed_maps.sum(axis=0)
+    if map_sum is None:
+        map_sum = fixed_point_maps(maps).sum(axis=0)
     return StatsAccumulator(
         len(values), stat_count, stat_sum, stat_sum_squares, map_sum,
         np.array(histograms, np.int64).reshape(values.shape[1], histogram_bins))

@@ -36,14 +36,38 @@ def group_keys(batch):
                 yield (schema.GROUP_CLASS_CORRECT, int(target), flag), members
 
 
+def group_map_sums(batch):
+    """Fixed-point map sums (int64 ``(h, w)``) of every group ``group_keys`` yields.
+
+    Each row is summed once, into its (class, correct) leaf; class and overall sums add leaf
+    sums. Integer sums are exact, so this equals summing every group's rows directly, without
+    copying each row once per group.
+    """
+    fixed_maps = aggregates.fixed_point_maps(batch.maps)
+    leaves = {}
+    for row, leaf in enumerate(zip(batch.columns[schema.TARGET].tolist(),
+                                   batch.columns[schema.CORRECT].tolist())):
+        leaves.setdefault(leaf, []).append(row)
+    sums = {}
+    for (target, correct), rows in leaves.items():
+        leaf_sum = fixed_maps[rows].sum(axis=0)
+        if correct is not None:
+            sums[(schema.GROUP_CLASS_CORRECT, int(target), correct)] = leaf_sum
+        class_key = (schema.GROUP_CLASS, int(target), None)
+        sums[class_key] = sums[class_key] + leaf_sum if class_key in sums else leaf_sum
+    sums[(schema.GROUP_OVERALL, None, None)] = sum(
+        value for key, value in sums.items() if key[0] == schema.GROUP_CLASS)
+    return sums
+
+
 class PartialAggregatesDoFn(beam.DoFn):
     """AuditBatch -> ``(group key, StatsAccumulator)`` for each group present in the batch."""
 
     def process(self, batch):
-        fixed_maps = aggregates.fixed_point_maps(batch.maps)
+        map_sums = group_map_sums(batch)
         for key, members in group_keys(batch):
             yield key, aggregates.accumulate(batch.statistics[members], None, HISTOGRAM_BINS,
-                                             fixed_maps=fixed_maps[members])
+                                             map_sum=map_sums[key])
 
 
 class MergeStatsFn(beam.CombineFn):
