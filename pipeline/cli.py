@@ -16,7 +16,8 @@ DEFAULT_RUNNER = "FnApiRunner"
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
 # Two bundles in flight: one thread's decode/statistics/Parquet work overlaps the other's GBP
 # step (TF releases the GIL), and the model is shared through Beam's `Shared`.
-LOCAL_PARALLELISM = ("--direct_running_mode=multi_threading", "--direct_num_workers=2")
+LOCAL_RUNNING_MODE = "multi_threading"
+LOCAL_WORKERS = 2
 
 
 def parse_args(argv):
@@ -41,17 +42,24 @@ def _has_flag(beam_args, name):
 def beam_options(beam_args):
     """PipelineOptions from the pass-through flags.
 
-    The runner defaults to FnApiRunner. A local run that sets neither ``--direct_running_mode``
-    nor ``--direct_num_workers`` gets ``LOCAL_PARALLELISM``.
+    The runner defaults to FnApiRunner. Local runs default to ``LOCAL_RUNNING_MODE`` with
+    ``LOCAL_WORKERS`` workers; either flag, when given, wins (``in_memory`` keeps one worker).
     """
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from apache_beam.options.pipeline_options import (
+        DirectOptions,
+        PipelineOptions,
+        StandardOptions,
+    )
 
     if not _has_flag(beam_args, "--runner"):
         beam_args = [f"--runner={DEFAULT_RUNNER}", *beam_args]
-    runner = PipelineOptions(beam_args).view_as(StandardOptions).runner
-    if runner in LOCAL_RUNNERS and not (_has_flag(beam_args, "--direct_running_mode")
-                                        or _has_flag(beam_args, "--direct_num_workers")):
-        beam_args = [*beam_args, *LOCAL_PARALLELISM]
+    if PipelineOptions(beam_args).view_as(StandardOptions).runner not in LOCAL_RUNNERS:
+        return PipelineOptions(beam_args)
+    if not _has_flag(beam_args, "--direct_running_mode"):
+        beam_args = [*beam_args, f"--direct_running_mode={LOCAL_RUNNING_MODE}"]
+    mode = PipelineOptions(beam_args).view_as(DirectOptions).direct_running_mode
+    if mode != "in_memory" and not _has_flag(beam_args, "--direct_num_workers"):
+        beam_args = [*beam_args, f"--direct_num_workers={LOCAL_WORKERS}"]
     return PipelineOptions(beam_args)
 
 

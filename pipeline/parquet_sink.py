@@ -6,18 +6,12 @@ wasted work: switching them off for the map column made the Parquet encode about
 Float maps are also written with BYTE_STREAM_SPLIT, which zstd compresses much better
 (measured on 128x128 maps: float16 -13%, float32 -30% bytes). This sink is Beam's public
 ``FileBasedSink`` with those choices.
-
-Tables arrive one explained batch at a time (tens of rows). Writing each as its own row group
-would make thousands of tiny row groups, slow to write and to read, so batches are buffered up
-to ``ROW_GROUP_BYTES`` of Arrow data and written as one row group.
 """
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
-
-ROW_GROUP_BYTES = 32 * 2 ** 20  # bounded per open file: memory stays flat on any dataset
 
 
 class TableParquetSink(filebasedsink.FileBasedSink):
@@ -43,45 +37,22 @@ class TableParquetSink(filebasedsink.FileBasedSink):
         self._encoded_columns = [name for name in schema.names if name not in plain_columns]
         self._split_columns = [_leaf_path(schema.field(name)) for name in plain_columns
                                if _is_float(schema.field(name).type)]
+        self._file_handle = None
 
     def open(self, temp_path):
-        file_handle = super().open(temp_path)
-        return _RowGroupWriter(pq.ParquetWriter(
-            file_handle, self._schema, compression=self._codec,
-            use_dictionary=self._encoded_columns, write_statistics=self._encoded_columns,
-            use_byte_stream_split=self._split_columns or False), file_handle)
+        self._file_handle = super().open(temp_path)
+        return pq.ParquetWriter(self._file_handle, self._schema, compression=self._codec,
+                                use_dictionary=self._encoded_columns,
+                                write_statistics=self._encoded_columns,
+                                use_byte_stream_split=self._split_columns or False)
 
     def write_record(self, writer, table):
-        writer.add(table)
+        writer.write_table(table)
 
     def close(self, writer):
         writer.close()
-
-
-class _RowGroupWriter:
-    """Buffers ``pa.Table`` batches and writes them as row groups of about ``ROW_GROUP_BYTES``."""
-
-    def __init__(self, parquet_writer, file_handle):
-        self._writer = parquet_writer
-        self._file_handle = file_handle
-        self._tables = []
-        self._buffered_bytes = 0
-
-    def add(self, table):
-        self._tables.append(table)
-        self._buffered_bytes += table.nbytes
-        if self._buffered_bytes >= ROW_GROUP_BYTES:
-            self._flush()
-
-    def close(self):
-        self._flush()
-        self._writer.close()
         self._file_handle.close()
-
-    def _flush(self):
-        if self._tables:
-            self._writer.write_table(pa.concat_tables(self._tables))
-            self._tables, self._buffered_bytes = [], 0
+        self._file_handle = None
 
 
 def _value_type(arrow_type):

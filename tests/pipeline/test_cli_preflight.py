@@ -112,3 +112,28 @@ def test_command_line_shows_no_traceback_unless_debug(assets):
     assert quiet.stderr.strip().splitlines()[-1].startswith("gbp-audit: error: input pattern")
     loud = subprocess.run([*argv, "--debug"], capture_output=True, text=True, timeout=120)
     assert loud.returncode != 0 and "Traceback" in loud.stderr
+
+
+@pytest.mark.parametrize("beam_args, expected_mode, expected_workers", [
+    ([], "multi_threading", 2),
+    (["--runner=DirectRunner"], "multi_threading", 2),
+    (["--direct_running_mode=multi_processing"], "multi_processing", 2),
+    (["--direct_num_workers", "3"], "multi_threading", 3),
+    (["--direct_running_mode", "in_memory"], "in_memory", 1),
+])
+def test_local_runs_default_to_two_threads_unless_the_user_chose(beam_args, expected_mode,
+                                                                   expected_workers):
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    options = cli.beam_options(beam_args)
+    assert options.view_as(StandardOptions).runner in cli.LOCAL_RUNNERS
+    assert options.view_as(DirectOptions).direct_running_mode == expected_mode
+    assert options.view_as(DirectOptions).direct_num_workers == expected_workers
+
+
+def test_remote_runners_get_no_local_parallelism_flags():
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    options = cli.beam_options(["--runner=DataflowRunner"])
+    assert options.view_as(DirectOptions).direct_running_mode == "in_memory"
+    assert "direct_num_workers" not in options.get_all_options(drop_default=True)

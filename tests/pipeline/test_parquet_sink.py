@@ -1,4 +1,4 @@
-"""The Parquet sink: batches become a few large row groups, maps use the plain encodings."""
+"""The Parquet sink writes the map column without dictionary or statistics, byte-split."""
 
 import numpy as np
 import pyarrow as pa
@@ -23,20 +23,6 @@ def _write(path, tables):
     for table in tables:
         sink.write_record(writer, table)
     sink.close(writer)
-
-
-def test_batches_are_buffered_into_row_groups_of_the_configured_size(tmp_path, monkeypatch):
-    tables = [_batch(10 * i, 10) for i in range(25)]
-    per_batch = tables[0].nbytes
-    monkeypatch.setattr(parquet_sink, "ROW_GROUP_BYTES", 4 * per_batch)
-    path = tmp_path / "maps.parquet"
-    _write(path, tables)
-
-    metadata = pq.ParquetFile(path).metadata
-    # 25 batches of 10 rows, flushed every 4 batches: 6 full row groups and one of 10 rows.
-    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == (
-        [40] * 6 + [10])
-    assert pq.read_table(path).equals(pa.concat_tables(tables))
 
 
 def test_map_column_skips_dictionary_and_statistics_and_splits_bytes(tmp_path):
