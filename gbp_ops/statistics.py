@@ -20,10 +20,23 @@ BOX_SHARE = "box_share"
 STATISTIC_NAMES = (TOTAL_MASS, TOP1_SHARE, TOP5_SHARE, ENTROPY, BORDER_SHARE, CENTER_Y, CENTER_X)
 
 
+class _Mass:
+    """|maps| as float32 ``(N, H, W)`` and float64 ``(N,)`` totals, computed once and shared by
+    every statistic of ``per_example_statistics``."""
+
+    def __init__(self, maps):
+        self.grid = np.abs(np.asarray(maps, np.float32))
+        self.flat = self.grid.reshape(len(self.grid), -1)
+        self.total = self.flat.sum(axis=1, dtype=np.float64)
+
+
+def _as_mass(maps):
+    return maps if isinstance(maps, _Mass) else _Mass(maps)
+
+
 def total_mass(maps):
     """Sum of |map| per example (summed in float64)."""
-    mass = np.abs(np.asarray(maps, np.float32))
-    return mass.reshape(len(mass), -1).sum(axis=1, dtype=np.float64)
+    return _as_mass(maps).total
 
 
 def top_share(maps, fraction):
@@ -40,18 +53,17 @@ def top_shares(maps, fractions):
     Returns:
         list of float64 ``(N,)``, one per fraction.
     """
-    mass = _flat_mass(maps)
-    size = mass.shape[1]
+    mass = _as_mass(maps)
+    size = mass.flat.shape[1]
     counts = [max(1, int(np.ceil(fraction * size))) for fraction in fractions]
     # Partition once for the largest top set, then only within it; float32 halves the traffic.
     widest = max(counts)
-    top = np.partition(mass, size - widest, axis=1)[:, size - widest:]
-    total = mass.sum(axis=1, dtype=np.float64)
+    top = np.partition(mass.flat, size - widest, axis=1)[:, size - widest:]
     shares = []
     for count in counts:
         subset = top if count == widest else np.partition(top, widest - count, axis=1)[
             :, widest - count:]
-        shares.append(_share(subset.sum(axis=1, dtype=np.float64), total))
+        shares.append(_share(subset.sum(axis=1, dtype=np.float64), mass.total))
     return shares
 
 
@@ -61,38 +73,36 @@ def normalized_entropy(maps):
     Uses H = log(T) - sum(m log m) / T for masses m with total T: one float32 log per pixel
     and no normalised copy of the maps.
     """
-    mass = _flat_mass(maps)
-    total = mass.sum(axis=1, dtype=np.float64)
-    log_mass = np.log(np.maximum(mass, np.finfo(np.float32).tiny))  # 0 log 0 = 0
-    mass_log_mass = np.einsum("ij,ij->i", mass, log_mass, dtype=np.float64)
-    safe_total = np.where(total > 0, total, 1.0)
+    mass = _as_mass(maps)
+    log_mass = np.log(np.maximum(mass.flat, np.finfo(np.float32).tiny))  # 0 log 0 = 0
+    mass_log_mass = np.einsum("ij,ij->i", mass.flat, log_mass, dtype=np.float64)
+    safe_total = np.where(mass.total > 0, mass.total, 1.0)
     entropy = np.maximum(np.log(safe_total) - mass_log_mass / safe_total, 0.0)
-    size = mass.shape[1]
-    result = entropy / np.log(size) if size > 1 else np.zeros(len(mass))
-    return np.where(total > 0, result, np.nan)
+    size = mass.flat.shape[1]
+    result = entropy / np.log(size) if size > 1 else np.zeros(len(entropy))
+    return np.where(mass.total > 0, result, np.nan)
 
 
 def border_share(maps, band_fraction=0.1):
     """Share of mass within a border band whose width is ``band_fraction`` of min(H, W)
     (at least one pixel)."""
-    mass = np.abs(np.asarray(maps, np.float32))
-    height, width = mass.shape[1:3]
+    mass = _as_mass(maps)
+    count, height, width = mass.grid.shape
     band = max(1, int(round(band_fraction * min(height, width))))
-    total = mass.reshape(len(mass), -1).sum(axis=1, dtype=np.float64)
-    interior = mass[:, band:height - band, band:width - band].reshape(len(mass), -1).sum(
+    interior = mass.grid[:, band:height - band, band:width - band].reshape(count, -1).sum(
         axis=1, dtype=np.float64)
-    return _share(total - interior, total)
+    return _share(mass.total - interior, mass.total)
 
 
 def center_of_mass(maps):
     """float64 ``(N, 2)``: the mass-weighted (y, x) pixel-centre position, scaled into [0, 1]."""
-    mass = np.abs(np.asarray(maps, np.float32))
-    height, width = mass.shape[1:3]
+    mass = _as_mass(maps)
+    height, width = mass.grid.shape[1:3]
     ys = (np.arange(height) + 0.5) / height
     xs = (np.arange(width) + 0.5) / width
-    rows = mass.sum(axis=2, dtype=np.float64)
-    columns = mass.sum(axis=1, dtype=np.float64)
-    total = rows.sum(axis=1, keepdims=True)
+    rows = mass.grid.sum(axis=2, dtype=np.float64)
+    columns = mass.grid.sum(axis=1, dtype=np.float64)
+    total = mass.total[:, None]
     center = np.stack([rows @ ys, columns @ xs], 1) / np.where(total > 0, total, 1.0)
     return np.where(total > 0, center, np.nan)
 
@@ -112,20 +122,14 @@ def box_masks(boxes, height, width):
 
 def mask_share(maps, masks):
     """Share of mass inside bool ``masks`` ``(N, H, W)``: the energy-based pointing game."""
-    return _share_inside(np.asarray(maps), np.asarray(masks, bool))
+    return _share_inside(maps, np.asarray(masks, bool))
 
 
 def _share_inside(maps, mask):
-    mass = np.abs(np.asarray(maps, np.float32))
-    inside = np.where(mask, mass, np.float32(0.0)).reshape(len(mass), -1).sum(
+    mass = _as_mass(maps)
+    inside = np.where(mask, mass.grid, np.float32(0.0)).reshape(len(mass.grid), -1).sum(
         axis=1, dtype=np.float64)
-    return _share(inside, mass.reshape(len(mass), -1).sum(axis=1, dtype=np.float64))
-
-
-def _flat_mass(maps):
-    """float32 ``(N, H*W)`` |maps|."""
-    mass = np.abs(np.asarray(maps, np.float32))
-    return mass.reshape(len(mass), -1)
+    return _share(inside, mass.total)
 
 
 def _share(part, total):
@@ -144,22 +148,22 @@ def per_example_statistics(maps, border_band_fraction=0.1, boxes=None):
     Returns:
         dict of column name -> float64 ``(N,)``; includes ``box_share`` only with boxes.
     """
-    maps = np.abs(np.asarray(maps, np.float32))  # every statistic reads |map|; do it once
-    center = center_of_mass(maps)
-    top1, top5 = top_shares(maps, (0.01, 0.05))
+    mass = _Mass(maps)  # |maps| and the totals, shared by every statistic
+    center = center_of_mass(mass)
+    top1, top5 = top_shares(mass, (0.01, 0.05))
     stats = {
-        TOTAL_MASS: total_mass(maps),
+        TOTAL_MASS: mass.total,
         TOP1_SHARE: top1,
         TOP5_SHARE: top5,
-        ENTROPY: normalized_entropy(maps),
-        BORDER_SHARE: border_share(maps, border_band_fraction),
+        ENTROPY: normalized_entropy(mass),
+        BORDER_SHARE: border_share(mass, border_band_fraction),
         CENTER_Y: center[:, 0],
         CENTER_X: center[:, 1],
     }
     if boxes is not None:
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         has_box = ~np.isnan(boxes).any(axis=1)
-        height, width = np.asarray(maps).shape[1:3]
-        shares = mask_share(maps, box_masks(np.nan_to_num(boxes), height, width))
+        height, width = mass.grid.shape[1:3]
+        shares = mask_share(mass, box_masks(np.nan_to_num(boxes), height, width))
         stats[BOX_SHARE] = np.where(has_box, shares, np.nan)
     return stats

@@ -74,9 +74,9 @@ class ExplainConfig:
     batch_size: int = 32
     reduction: str = "max_abs"
     large_model: bool = False  # one model per machine instead of per worker process
-    # TF intra-op threads per worker process; 0 keeps TF's default (all cores). With several
-    # worker processes on a small machine, 1 lets one process's GBP step overlap another's
-    # decoding and Parquet work (see README, Performance).
+    # TF intra-op threads per worker process; 0 keeps TF's default (all cores). Only worth
+    # setting with several worker *processes* on one machine (multi_processing), so that
+    # they do not oversubscribe the cores; local threads share one TF (see README, Performance).
     worker_intra_op_threads: int = 0
 
 

@@ -3,6 +3,7 @@
 import logging
 import os
 import tempfile
+import threading
 
 import apache_beam as beam
 import numpy as np
@@ -11,8 +12,10 @@ from apache_beam.ml.inference.base import ModelHandler
 from pipeline import paths
 from pipeline.records import STAGE_EXPLAIN, DeadLetter
 
-# Distinct explainer objects this process has counted in the `models_built` metric.
+# Distinct explainer objects this process has counted in the `models_built` metric; local
+# runs have several bundle threads sharing one explainer, hence the lock.
 _COUNTED_EXPLAINERS = set()
+_COUNTED_LOCK = threading.Lock()
 
 
 def configure_gpus():
@@ -126,8 +129,10 @@ class GuidedBackpropModelHandler(ModelHandler):
 
     def run_inference(self, batch, model, inference_args=None):
         """Args: batch: PreparedExamples. Returns: a one-element list holding an ExplainedBatch."""
-        if id(model) not in _COUNTED_EXPLAINERS:
+        with _COUNTED_LOCK:
+            first_use = id(model) not in _COUNTED_EXPLAINERS
             _COUNTED_EXPLAINERS.add(id(model))
+        if first_use:
             beam.metrics.Metrics.counter("gbp_audit", "models_built").inc()
         beam.metrics.Metrics.counter("gbp_audit", "batches_explained").inc()
         examples = list(batch)

@@ -168,8 +168,10 @@ def main():
     beam_args = args.beam_args.split()
     run_options = {"beam_args": beam_args, "worker_threads": args.worker_threads}
 
+    # This machine's speed drifts: both baselines are timed before and after the pipeline runs.
     kernel_before = kernel_throughput(model, images)
-    results = {"naive_images_per_s": naive_throughput(model, images[:320])}
+    naive_before = naive_throughput(model, images[:320])
+    results = {}
     seconds_n, rss_n, _ = run_pipeline(small, model_path, os.path.join(args.workdir, "out-n"),
                                        **run_options)
     out = os.path.join(args.workdir, "out-10n")
@@ -189,11 +191,14 @@ def main():
                                       "output.report=false", **run_options)
         results[f"bytes_per_example_{dtype}"] = bytes_per_example(
             dtype_out, manifest["counts"]["saliency_rows"])
-    # This machine's speed drifts; the kernel is timed before and after the pipeline runs.
     kernel_after = kernel_throughput(model, images)
+    naive_after = naive_throughput(model, images[:320])
     results.update(kernel_before_images_per_s=kernel_before,
                    kernel_after_images_per_s=kernel_after,
-                   kernel_images_per_s=(kernel_before + kernel_after) / 2)
+                   kernel_images_per_s=(kernel_before + kernel_after) / 2,
+                   naive_before_images_per_s=naive_before,
+                   naive_after_images_per_s=naive_after,
+                   naive_images_per_s=(naive_before + naive_after) / 2)
     kernel, naive = results["kernel_images_per_s"], results["naive_images_per_s"]
     results.update(
         pipeline_over_kernel=results["pipeline_images_per_s"] / kernel,

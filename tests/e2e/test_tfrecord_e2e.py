@@ -158,7 +158,10 @@ def _run_and_query(plan, runner_args=()):
     return counter
 
 
-def test_model_built_once_per_worker_process(dataset, tmp_path, monkeypatch):
+@pytest.mark.parametrize("runner_args", [
+    [], ["--direct_running_mode=multi_threading", "--direct_num_workers=2"]],
+    ids=["one_thread", "two_threads_share_the_model"])
+def test_model_built_once_per_worker_process(dataset, tmp_path, monkeypatch, runner_args):
     built = []
     real_builder = model_handler.build_explainer
 
@@ -171,7 +174,7 @@ def test_model_built_once_per_worker_process(dataset, tmp_path, monkeypatch):
         f"source.pattern={dataset['pattern']}", f"model.path={dataset['model_path']}",
         f"output.path={tmp_path / 'out'}", "explain.batch_size=4"])
     plan = preflight.preflight(run_config, explainer_builder=real_builder)
-    counter = _run_and_query(plan)
+    counter = _run_and_query(plan, runner_args)
     assert counter("batches_explained") >= NUM_EXAMPLES // 4
     assert counter("models_built") == 1
     assert len(built) == 1
