@@ -8,19 +8,14 @@ import tensorflow as tf
 from gbp_ops import GBPError, GuidedBackprop, errors
 from gbp_ops.reference_model import build_reference_model
 from tests.gbp_ops.numpy_reference import numpy_guided_backprop
-from tests.gbp_ops.toy_models import random_cnn, random_images, randomize_batchnorm
+from tests.gbp_ops.toy_models import (
+    plain_target_gradients,
+    random_cnn,
+    random_images,
+    randomize_batchnorm,
+)
 
 RTOL, ATOL = 1e-4, 1e-6
-
-
-def _plain_gradients(model, images, targets):
-    """Plain d(sum of target outputs)/d(images) of the caller's (unrewritten) model."""
-    images = tf.constant(images)
-    with tf.GradientTape() as tape:
-        tape.watch(images)
-        outputs = model(images, training=False)
-        total = tf.reduce_sum(tf.gather(outputs, targets, axis=1, batch_dims=1))
-    return tape.gradient(total, images).numpy()
 
 
 class NegativeSquare(keras.layers.Layer):
@@ -103,7 +98,8 @@ def test_callers_model_is_unchanged_and_clone_logits_match():
     weights_before = [w.copy() for w in model.get_weights()]
     activations_before = [getattr(layer, "activation", None) for layer in model.layers]
     output_before = model(images, training=False).numpy()
-    plain_before = _plain_gradients(model, images, np.array([0, 1, 2]))
+    targets = np.array([0, 1, 2])
+    plain_before = plain_target_gradients(model, images, targets)[0]
 
     explanation = GuidedBackprop(model, batch_size=3).explain_with_outputs(images)
 
@@ -111,7 +107,7 @@ def test_callers_model_is_unchanged_and_clone_logits_match():
         np.testing.assert_array_equal(before, after)
     assert activations_before == [getattr(layer, "activation", None) for layer in model.layers]
     np.testing.assert_array_equal(output_before, model(images, training=False).numpy())
-    np.testing.assert_allclose(plain_before, _plain_gradients(model, images, np.array([0, 1, 2])))
+    np.testing.assert_allclose(plain_before, plain_target_gradients(model, images, targets)[0])
     np.testing.assert_allclose(explanation.probabilities, output_before, rtol=1e-5, atol=1e-6)
 
 

@@ -3,10 +3,10 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from gbp_ops.reference_model import build_reference_model
 from tests.gbp_ops.numpy_reference import numpy_guided_backprop
+from tests.gbp_ops.toy_models import plain_target_gradients
 
 RTOL = 1e-4
 ATOL = 1e-5
@@ -32,25 +32,6 @@ def _linear_output_copy(model):
     twin = keras.models.clone_model(model, clone_function=clone_layer)
     twin.set_weights(model.get_weights())
     return twin
-
-
-def _tf_plain_gradients(logit_model, images, targets):
-    """d(sum_i logits[i, targets[i]]) / d(images) with TF in float32.
-
-    Args:
-        logit_model: keras model outputting `(N, K)` pre-softmax logits.
-        images: float32 `(N, H, W, C)`.
-        targets: int `(N,)`.
-
-    Returns:
-        `(grads, logits)` as float32 numpy arrays of shapes `(N, H, W, C)` and `(N, K)`.
-    """
-    x = tf.constant(images, dtype=tf.float32)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        logits = logit_model(x, training=False)
-        score = tf.reduce_sum(tf.gather(logits, tf.constant(targets), batch_dims=1))
-    return tape.gradient(score, x).numpy(), logits.numpy()
 
 
 def _assert_maps_close(maps, logits, tf_grads, tf_logits):
@@ -84,7 +65,7 @@ def _randomise_batch_norms(model, rng):
 def _check_against_tf(model, images, targets):
     """Asserts the reference's plain gradients and logits match TF on `model`'s logit copy."""
     logit_model = _linear_output_copy(model)
-    tf_grads, tf_logits = _tf_plain_gradients(logit_model, images, targets)
+    tf_grads, tf_logits = plain_target_gradients(logit_model, images, targets)
     maps, logits = numpy_guided_backprop(model, images, targets, guided=False)
 
     assert maps.dtype == np.float64 and maps.shape == images.shape
@@ -156,7 +137,7 @@ def test_final_activation_softmax_layer_is_stripped():
     )
     images = rng.normal(0.0, 1.0, (2, 16, 16, 3)).astype(np.float32)
     targets = np.array([1, 2])
-    tf_grads, tf_logits = _tf_plain_gradients(linear, images, targets)
+    tf_grads, tf_logits = plain_target_gradients(linear, images, targets)
     maps, logits = numpy_guided_backprop(with_layer, images, targets, guided=False)
     _assert_maps_close(maps, logits, tf_grads, tf_logits)
 
@@ -182,7 +163,7 @@ def test_relu_layer_variants_match_tensorflow(relu_kwargs):
     # threshold, linear, above the max) holds a few percent or more of the units.
     images = rng.normal(0.0, 8.0, (4, 4, 4, 2)).astype(np.float32)
     targets = np.array([0, 1, 2, 0])
-    tf_grads, tf_logits = _tf_plain_gradients(model, images, targets)
+    tf_grads, tf_logits = plain_target_gradients(model, images, targets)
     maps, logits = numpy_guided_backprop(model, images, targets, guided=False)
     _assert_maps_close(maps, logits, tf_grads, tf_logits)
 

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 
 def randomize_batchnorm(model, rng):
@@ -44,3 +45,22 @@ def random_cnn(input_size=16):
 def random_images(count, size, channels=3, seed=0):
     """float32 ``(count, size, size, channels)`` uniform in [0, 1)."""
     return np.random.default_rng(seed).random((count, size, size, channels)).astype("float32")
+
+
+def plain_target_gradients(model, images, targets):
+    """Plain (unguided) TF gradients d(sum_i outputs[i, targets[i]]) / d(images), in float32.
+
+    Args:
+        model: keras model outputting ``(N, K)``.
+        images: float32 ``(N, H, W, C)``.
+        targets: int ``(N,)``.
+
+    Returns:
+        ``(grads, outputs)``: float32 numpy ``(N, H, W, C)`` and ``(N, K)``.
+    """
+    x = tf.constant(images, dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        outputs = model(x, training=False)
+        score = tf.reduce_sum(tf.gather(outputs, tf.constant(targets), batch_dims=1))
+    return tape.gradient(score, x).numpy(), outputs.numpy()
