@@ -122,13 +122,9 @@ def box_masks(boxes, height, width):
 
 def mask_share(maps, masks):
     """Share of mass inside bool ``masks`` ``(N, H, W)``: the energy-based pointing game."""
-    return _share_inside(maps, np.asarray(masks, bool))
-
-
-def _share_inside(maps, mask):
     mass = _as_mass(maps)
-    inside = np.where(mask, mass.grid, np.float32(0.0)).reshape(len(mass.grid), -1).sum(
-        axis=1, dtype=np.float64)
+    inside = np.where(np.asarray(masks, bool), mass.grid, np.float32(0.0)).reshape(
+        len(mass.grid), -1).sum(axis=1, dtype=np.float64)
     return _share(inside, mass.total)
 
 
