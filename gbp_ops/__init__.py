@@ -1,25 +1,37 @@
-"""gbp_ops: guided-backpropagation maths on TensorFlow and numpy. Never imports Beam."""
+"""gbp_ops: guided-backpropagation maths on TensorFlow and numpy. Never imports Beam.
 
-from gbp_ops.errors import GBPError
-from gbp_ops.explainer import TARGET_PREDICTED, Explanation, GuidedBackprop
-from gbp_ops.guided_relu import GuidedReLU, make_guided_relu
-from gbp_ops.loading import load_model, model_sha256
-from gbp_ops.maps import normalize_mass, normalize_max_abs, reduce_channels
-from gbp_ops.rewrite import GuidedSite, RewriteResult, guide_model
+The public names below are imported lazily (PEP 562), so ``import gbp_ops.maps`` or
+``gbp_ops.statistics`` stays numpy-only; TensorFlow loads on first use of a TF-backed name.
+"""
 
-__all__ = [
-    "Explanation",
-    "GBPError",
-    "GuidedBackprop",
-    "GuidedReLU",
-    "GuidedSite",
-    "RewriteResult",
-    "TARGET_PREDICTED",
-    "guide_model",
-    "load_model",
-    "make_guided_relu",
-    "model_sha256",
-    "normalize_mass",
-    "normalize_max_abs",
-    "reduce_channels",
-]
+import importlib
+
+_EXPORTS = {
+    "Explanation": "gbp_ops.explainer",
+    "GuidedBackprop": "gbp_ops.explainer",
+    "TARGET_PREDICTED": "gbp_ops.explainer",
+    "GBPError": "gbp_ops.errors",
+    "GuidedReLU": "gbp_ops.guided_relu",
+    "make_guided_relu": "gbp_ops.guided_relu",
+    "GuidedSite": "gbp_ops.rewrite",
+    "RewriteResult": "gbp_ops.rewrite",
+    "guide_model": "gbp_ops.rewrite",
+    "load_model": "gbp_ops.loading",
+    "model_sha256": "gbp_ops.loading",
+    "normalize_max_abs": "gbp_ops.maps",
+    "reduce_channels": "gbp_ops.maps",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'gbp_ops' has no attribute '{name}'")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

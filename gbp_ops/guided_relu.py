@@ -46,10 +46,6 @@ def make_guided_relu(max_value=None, threshold=0.0):
     return guided_relu
 
 
-guided_relu = make_guided_relu()
-guided_relu6 = make_guided_relu(max_value=6.0)
-
-
 @keras.saving.register_keras_serializable(package="gbp_ops")
 class GuidedReLU(keras.layers.Layer):
     """Drop-in replacement for ``keras.layers.ReLU`` (with ``negative_slope == 0``), guided.

@@ -14,8 +14,9 @@ def load_model(path, safe_mode=True):
     """Loads a ``.keras`` or ``.h5`` model without compiling it.
 
     Args:
-        path: local or ``gs://`` path; remote files are copied to a local temp file first,
-            because Keras reads through the local filesystem.
+        path: a local path, or a remote ``.keras`` path that ``tf.io.gfile`` reads (Keras
+            copies it to local disk); the pipeline copies any remote model through Beam
+            ``FileSystems`` first (``pipeline.paths.local_copy``).
         safe_mode: Keras safe mode (refuses Python code in Lambda layers); keep it on unless
             the file is trusted.
 
@@ -33,9 +34,8 @@ def load_model(path, safe_mode=True):
         raise errors.GBPError(errors.MODEL_NOT_FOUND.format(path=path))
     if not path.lower().endswith(SUPPORTED_SUFFIXES):
         raise errors.GBPError(errors.UNSUPPORTED_MODEL_FORMAT.format(path=path))
-    local_path = _localize(path)
     try:
-        return keras.models.load_model(local_path, compile=False, safe_mode=safe_mode)
+        return keras.models.load_model(path, compile=False, safe_mode=safe_mode)
     except ValueError as error:
         if "safe_mode" in str(error) or "Lambda" in str(error):
             raise errors.GBPError(
@@ -52,18 +52,6 @@ def load_model(path, safe_mode=True):
 
 def _first_line(error):
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
-def _localize(path):
-    """Returns a local path for ``path``, copying a non-local file into a temp dir."""
-    if "://" not in path:
-        return path
-    import tempfile
-
-    local_dir = tempfile.mkdtemp(prefix="gbp-model-")
-    local_path = os.path.join(local_dir, os.path.basename(path))
-    tf.io.gfile.copy(path, local_path, overwrite=True)
-    return local_path
 
 
 def model_sha256(path):

@@ -5,7 +5,7 @@ Pure numpy; every function takes a batch ``(N, H, W[, C])`` and keeps the batch 
 
 import numpy as np
 
-REDUCTIONS = ("max_abs", "l2", "sum", "abs_sum")
+from gbp_ops.choices import REDUCTIONS
 
 
 def reduce_channels(maps, reduction="max_abs"):
@@ -37,24 +37,7 @@ def normalize_max_abs(maps):
     Returns:
         float32, same shape as ``maps``.
     """
-    maps = np.asarray(maps, dtype=np.float32)
-    peak = np.abs(maps).reshape(len(maps), -1).max(axis=1) if maps.size else np.zeros(len(maps))
-    scale = np.where(peak > 0, peak, 1.0).astype(np.float32)
-    return maps / scale.reshape((-1,) + (1,) * (maps.ndim - 1))
-
-
-def normalize_mass(maps):
-    """Turns each non-negative map of ``(N, H, W)`` into a distribution summing to 1.
-
-    All-zero maps stay all zero. Negative values are treated as their absolute value.
-
-    Returns:
-        float32 ``(N, H, W)`` (totals are summed in float64).
-    """
-    mass = np.abs(np.asarray(maps, dtype=np.float32))
-    total = mass.reshape(len(mass), -1).sum(axis=1, dtype=np.float64)
-    scale = np.where(total > 0, total, 1.0).astype(np.float32)
-    return mass / scale[:, None, None]
+    return scale_to_unit(maps)[0]
 
 
 def downsample(maps, factor):

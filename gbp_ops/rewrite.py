@@ -12,6 +12,7 @@ import keras
 
 from gbp_ops import errors
 from gbp_ops.guided_relu import GuidedReLU, make_guided_relu
+from gbp_ops.model_graph import clone_with_weights, copy_layer, leaf_layers
 
 # Activations with a kink that guided backprop has no rule for; they raise unless allowed.
 UNSUPPORTED_ACTIVATIONS = frozenset(
@@ -64,15 +65,6 @@ def _relu_params(name):
     return {"relu": (None, 0.0), "relu6": (6.0, 0.0)}.get(name)
 
 
-def _walk_layers(model, prefix=""):
-    """Yields ``(path, layer)`` for every layer, depth first, descending into nested models."""
-    for layer in model.layers:
-        path = f"{prefix}{layer.name}"
-        yield path, layer
-        if isinstance(layer, keras.Model):
-            yield from _walk_layers(layer, prefix=f"{path}/")
-
-
 def _output_layer(model):
     """The innermost layer that produces the model's (single) output."""
     layer = model.outputs[0]._keras_history.operation
@@ -104,9 +96,7 @@ class _LayerPlan:
         self.unguided_sites = []
         self.stripped_activation = None
         final_layer = _output_layer(model)
-        for path, layer in _walk_layers(model):
-            if isinstance(layer, keras.Model):
-                continue
+        for path, layer in leaf_layers(model):
             strip = strip_final_activation and layer is final_layer
             self._plan_layer(path, layer, strip, allow_unguided)
 
@@ -194,12 +184,9 @@ def guide_model(model, strip_final_activation=True, allow_unguided=False):
 
     def clone_layer(layer):
         build = plan.replacements.get(id(layer))
-        if build is not None:
-            return build()
-        return layer.__class__.from_config(layer.get_config())
+        return build() if build is not None else copy_layer(layer)
 
-    clone = keras.models.clone_model(model, clone_function=clone_layer, recursive=True)
-    clone.set_weights(model.get_weights())
+    clone = clone_with_weights(model, clone_layer)
     return RewriteResult(
         model=clone,
         guided_sites=tuple(plan.guided_sites),

@@ -18,6 +18,11 @@ CENTER_Y = "center_y"
 CENTER_X = "center_x"
 BOX_SHARE = "box_share"
 STATISTIC_NAMES = (TOTAL_MASS, TOP1_SHARE, TOP5_SHARE, ENTROPY, BORDER_SHARE, CENTER_Y, CENTER_X)
+# Every per-example statistic, in the column order of an audit batch's statistics array.
+AGGREGATED_STATISTICS = (*STATISTIC_NAMES, BOX_SHARE)
+# Aggregates keep a histogram of every statistic bounded in [0, 1] (total_mass is unbounded).
+HISTOGRAM_STATISTICS = tuple(name for name in AGGREGATED_STATISTICS if name != TOTAL_MASS)
+HISTOGRAM_BINS = 20
 
 
 class _Mass:
@@ -39,16 +44,10 @@ def total_mass(maps):
     return _as_mass(maps).total
 
 
-def top_share(maps, fraction):
-    """Share of mass in the top ``fraction`` of pixels (at least one pixel): concentration.
-
-    A map with all mass in one pixel gives 1; a uniform map gives about ``fraction``.
-    """
-    return top_shares(maps, (fraction,))[0]
-
-
 def top_shares(maps, fractions):
-    """``top_share`` for several fractions with one partition of each map.
+    """Share of mass in the top ``fraction`` of pixels (at least one pixel), for several
+    fractions with one partition of each map: concentration. A map with all mass in one pixel
+    gives 1; a uniform map gives about ``fraction``.
 
     Returns:
         list of float64 ``(N,)``, one per fraction.
@@ -83,12 +82,16 @@ def normalized_entropy(maps):
     return np.where(mass.total > 0, result, np.nan)
 
 
+def border_band_pixels(band_fraction, height, width):
+    """The border band's width in pixels: ``band_fraction`` of min(H, W), at least one pixel."""
+    return max(1, int(round(band_fraction * min(height, width))))
+
+
 def border_share(maps, band_fraction=0.1):
-    """Share of mass within a border band whose width is ``band_fraction`` of min(H, W)
-    (at least one pixel)."""
+    """Share of mass within a border band ``border_band_pixels`` wide on every side."""
     mass = _as_mass(maps)
     count, height, width = mass.grid.shape
-    band = max(1, int(round(band_fraction * min(height, width))))
+    band = border_band_pixels(band_fraction, height, width)
     interior = mass.grid[:, band:height - band, band:width - band].reshape(count, -1).sum(
         axis=1, dtype=np.float64)
     return _share(mass.total - interior, mass.total)

@@ -1,4 +1,8 @@
-"""gbp-audit's Beam pipeline: read -> preprocess -> batched guided backprop -> Parquet."""
+"""gbp-audit's Beam pipeline: read -> preprocess -> batched guided backprop -> Parquet.
+
+``import pipeline`` and the loaders stay light (no TensorFlow, Keras or Beam for local outputs);
+the pipeline itself is imported on first use of ``build_pipeline`` or ``run``.
+"""
 
 from pipeline.loader import load_errors, load_saliency, load_stats
 
@@ -6,7 +10,7 @@ __all__ = ["build_pipeline", "load_errors", "load_saliency", "load_stats", "run"
 
 
 def build_pipeline(p, plan, start_time=None):
-    """See ``pipeline.build.build_pipeline`` (imported lazily to keep ``import pipeline`` light)."""
+    """See ``pipeline.build.build_pipeline``."""
     from pipeline.build import build_pipeline as build
 
     return build(p, plan, start_time)

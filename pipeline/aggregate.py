@@ -8,13 +8,9 @@ import apache_beam as beam
 import numpy as np
 
 from gbp_ops import aggregates
-from pipeline import schema
-
-HISTOGRAM_BINS = 20
-# Statistics bounded in [0, 1], which get histograms; total_mass is unbounded.
-HISTOGRAM_STATISTICS = tuple(name for name in (*schema.STATISTIC_COLUMNS, schema.BOX_SHARE)
-                             if name != "total_mass")
-AGGREGATED_STATISTICS = (*schema.STATISTIC_COLUMNS, schema.BOX_SHARE)
+from gbp_ops.statistics import HISTOGRAM_BINS
+from pipeline.tables import saliency as saliency_table
+from pipeline.tables import stats as stats_table
 
 
 def group_keys(batch):
@@ -24,16 +20,16 @@ def group_keys(batch):
     GroupByKey): ``('overall', None, None)``, ``('class', t, None)``, ``('class_correct', t, c)``
     where t is the explained target class and c whether the prediction equals the label.
     """
-    targets = batch.columns[schema.TARGET]
-    correct = batch.columns[schema.CORRECT]
-    yield (schema.GROUP_OVERALL, None, None), np.arange(len(batch))
+    targets = batch.columns[saliency_table.TARGET]
+    correct = batch.columns[saliency_table.CORRECT]
+    yield (stats_table.GROUP_OVERALL, None, None), np.arange(len(batch))
     for target in np.unique(targets):
         in_class = targets == target
-        yield (schema.GROUP_CLASS, int(target), None), np.flatnonzero(in_class)
+        yield (stats_table.GROUP_CLASS, int(target), None), np.flatnonzero(in_class)
         for flag in (True, False):
             members = np.flatnonzero(in_class & np.array([c is flag for c in correct]))
             if len(members):
-                yield (schema.GROUP_CLASS_CORRECT, int(target), flag), members
+                yield (stats_table.GROUP_CLASS_CORRECT, int(target), flag), members
 
 
 def group_map_sums(batch):
@@ -45,18 +41,18 @@ def group_map_sums(batch):
     """
     fixed_maps = aggregates.fixed_point_maps(batch.maps)
     leaves = {}
-    for row, leaf in enumerate(zip(batch.columns[schema.TARGET].tolist(),
-                                   batch.columns[schema.CORRECT].tolist())):
+    for row, leaf in enumerate(zip(batch.columns[saliency_table.TARGET].tolist(),
+                                   batch.columns[saliency_table.CORRECT].tolist())):
         leaves.setdefault(leaf, []).append(row)
     sums = {}
     for (target, correct), rows in leaves.items():
         leaf_sum = fixed_maps[rows].sum(axis=0)
         if correct is not None:
-            sums[(schema.GROUP_CLASS_CORRECT, int(target), correct)] = leaf_sum
-        class_key = (schema.GROUP_CLASS, int(target), None)
+            sums[(stats_table.GROUP_CLASS_CORRECT, int(target), correct)] = leaf_sum
+        class_key = (stats_table.GROUP_CLASS, int(target), None)
         sums[class_key] = sums[class_key] + leaf_sum if class_key in sums else leaf_sum
-    sums[(schema.GROUP_OVERALL, None, None)] = sum(
-        value for key, value in sums.items() if key[0] == schema.GROUP_CLASS)
+    sums[(stats_table.GROUP_OVERALL, None, None)] = sum(
+        value for key, value in sums.items() if key[0] == stats_table.GROUP_CLASS)
     return sums
 
 
@@ -87,31 +83,6 @@ class MergeStatsFn(beam.CombineFn):
         return accumulator
 
 
-def stats_row(key, accumulator, class_names):
-    """``(key, StatsAccumulator)`` -> a stats-table row dict (see ``schema.stats_schema``)."""
-    group, target, correct = key
-    result = aggregates.extract(accumulator)
-    row = {
-        schema.GROUP: group,
-        schema.CLASS: target,
-        schema.CLASS_NAME: class_names[target] if target is not None and target < len(
-            class_names) else None,
-        schema.CORRECT: correct,
-        schema.COUNT: result["count"],
-        schema.MEAN_MAP: result["mean_map"].reshape(-1).tolist(),
-    }
-    for index, name in enumerate(AGGREGATED_STATISTICS):
-        row[f"{name}_mean"] = _nullable(result["mean"][index])
-        row[f"{name}_std"] = _nullable(result["std"][index])
-        if name in HISTOGRAM_STATISTICS:
-            row[f"{name}_hist"] = result["histograms"][index].tolist()
-    return row
-
-
-def _nullable(value):
-    return None if np.isnan(value) else float(value)
-
-
 class AggregateStats(beam.PTransform):
     """PCollection[AuditBatch] -> PCollection[stats row dict]."""
 
@@ -125,5 +96,5 @@ class AggregateStats(beam.PTransform):
             batches
             | "PartialAggregates" >> beam.ParDo(PartialAggregatesDoFn())
             | "MergePerGroup" >> beam.CombinePerKey(MergeStatsFn())
-            | "ToStatsRow" >> beam.MapTuple(lambda key, acc: stats_row(key, acc, class_names))
+            | "ToStatsRow" >> beam.Map(lambda group: stats_table.encode_row(*group, class_names))
         )

@@ -1,22 +1,22 @@
-"""The pipeline graph: read -> prepare -> RunInference(GBP) -> rows -> three tables + manifest."""
+"""The pipeline graph: read -> prepare -> RunInference(GBP) -> rows -> tables -> publish."""
 
 import time
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
-from pipeline import rows, schema, sinks
-from pipeline.aggregate import (
-    AGGREGATED_STATISTICS,
-    HISTOGRAM_BINS,
-    HISTOGRAM_STATISTICS,
-    AggregateStats,
-)
+from pipeline import manifest, rows, sinks, tables
+from pipeline.aggregate import AggregateStats
 from pipeline.model_handler import GuidedBackpropModelHandler
 from pipeline.preprocess import PrepareExamplesDoFn
 from pipeline.read import DEAD_LETTERS, ReadTFDS, ReadTFRecordShards
 from pipeline.sanity_stage import SanityCheck
-from pipeline.top_examples import CollectReportImages
+from pipeline.tables import errors as errors_table
+from pipeline.tables import examples as examples_table
+from pipeline.tables import saliency as saliency_table
+from pipeline.tables import sanity as sanity_table
+from pipeline.tables import stats as stats_table
+from pipeline.top_examples import CollectReportExamples
 
 
 class ReadSource(beam.PTransform):
@@ -70,7 +70,6 @@ def build_pipeline(p, plan, start_time=None):
     """
     config = plan.config
     output_dir = config.output.path
-    height, width = plan.map_shape
     read = p | "Read" >> ReadSource(config.source)
     explained = read["records"] | "Explain" >> ExplainExamples(plan)
     batches = explained["batches"]
@@ -78,33 +77,34 @@ def build_pipeline(p, plan, start_time=None):
         (read[DEAD_LETTERS], *explained["dead_letters"]) | "AllDeadLetters" >> beam.Flatten()
     )
 
-    saliency_schema = schema.saliency_schema(height, width, config.output.map_dtype,
-                                             {**plan.manifest_base, "map_dtype":
-                                              config.output.map_dtype})
-    tables = batches | "ToArrowTables" >> beam.Map(
-        rows.to_arrow_table, saliency_schema, config.output.map_dtype)
+    map_dtype = config.output.map_dtype
+    saliency_schema = saliency_table.arrow_schema(
+        plan.map_shape, map_dtype, manifest.table_metadata(plan.manifest_base, map_dtype))
+    arrow_tables = batches | "ToArrowTables" >> beam.Map(
+        saliency_table.encode, saliency_schema, map_dtype)
     stats = batches | "Aggregate" >> AggregateStats(plan.class_names)
-    stats_schema = schema.stats_schema(height, width, AGGREGATED_STATISTICS,
-                                       HISTOGRAM_STATISTICS, HISTOGRAM_BINS)
     if config.sanity.enabled:
         sanity = explained["examples"] | "SanityCheck" >> SanityCheck(config)
     else:
         sanity = p | "NoSanityCheck" >> beam.Create([])
-    images = (batches | "ReportImages" >> CollectReportImages(config.output.report_top_n)
-              if config.output.report else p | "NoReportImages" >> beam.Create([]))
-    staged = (
-        sinks.write_table(tables, output_dir, "saliency", saliency_schema, batched=True,
-                          num_shards=config.output.saliency_shards,
-                          # uint8 codes compress better with the dictionary left on
-                          plain_columns=(schema.SALIENCY,) if config.output.map_dtype != "uint8"
-                          else ()),
-        *([sinks.write_table(sanity, output_dir, "sanity", schema.SANITY_SCHEMA,
-                             batched=False, num_shards=1)] if config.sanity.enabled else []),
-        sinks.write_table(stats, output_dir, "stats", stats_schema, batched=False, num_shards=1),
-        sinks.write_table(dead_letters | "ErrorRows" >> beam.Map(lambda d: d.as_row()),
-                          output_dir, "errors", schema.ERRORS_SCHEMA, batched=False,
+    staged = [
+        sinks.write_table(arrow_tables, output_dir, tables.SALIENCY, saliency_schema,
+                          batched=True, num_shards=config.output.saliency_shards,
+                          plain_columns=saliency_table.plain_columns(map_dtype)),
+        sinks.write_table(stats, output_dir, tables.STATS,
+                          stats_table.arrow_schema(plan.map_shape), batched=False, num_shards=1),
+        sinks.write_table(dead_letters | "ErrorRows" >> beam.Map(errors_table.encode_row),
+                          output_dir, tables.ERRORS, errors_table.ERRORS_SCHEMA, batched=False,
                           num_shards=1),
-    ) | "StagedFiles" >> beam.Flatten()
+    ]
+    if config.sanity.enabled:
+        staged.append(sinks.write_table(sanity, output_dir, tables.SANITY,
+                                        sanity_table.SANITY_SCHEMA, batched=False, num_shards=1))
+    if config.output.report:
+        shown = batches | "ReportExamples" >> CollectReportExamples(config.output.report_top_n)
+        staged.append(sinks.write_table(shown, output_dir, tables.EXAMPLES,
+                                        examples_table.EXAMPLES_SCHEMA, batched=False,
+                                        num_shards=1))
 
     counts = (
         sinks.count_into(read["records"], "input_records"),
@@ -114,14 +114,13 @@ def build_pipeline(p, plan, start_time=None):
         dead_letters | "ErrorStage" >> beam.Map(lambda d: f"errors_{d.stage}")
         | "CountPerStage" >> beam.combiners.Count.PerElement(),
     ) | "AllCounts" >> beam.Flatten()
-    manifest = (
+    published = (
         p
         | "PublishTrigger" >> beam.Create([None])
         | "Publish" >> beam.ParDo(
-            sinks.PublishDoFn(output_dir, plan.manifest_base, start_time or time.time(),
-                              config.output.report_top_n if config.output.report else None),
-            staged=beam.pvalue.AsList(staged), counts=beam.pvalue.AsDict(counts),
-            images=beam.pvalue.AsDict(images), sanity=beam.pvalue.AsList(sanity))
+            sinks.PublishDoFn(output_dir, plan.manifest_base, start_time or time.time()),
+            staged=beam.pvalue.AsList(tuple(staged) | "StagedFiles" >> beam.Flatten()),
+            counts=beam.pvalue.AsDict(counts), sanity=beam.pvalue.AsList(sanity))
     )
     return {"batches": batches, "stats": stats, "dead_letters": dead_letters,
-            "sanity": sanity, "manifest": manifest}
+            "sanity": sanity, "manifest": published}

@@ -76,8 +76,8 @@ def run(argv=None):
     """Runs an audit; returns the manifest dict (raises on errors)."""
     import apache_beam as beam
 
+    from pipeline import manifest
     from pipeline.build import build_pipeline
-    from pipeline.loader import read_manifest
     from pipeline.preflight import preflight
 
     args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -90,8 +90,14 @@ def run(argv=None):
     options = beam_options(beam_args)
     with beam.Pipeline(options=options) as p:
         build_pipeline(p, plan, start_time=start)
-    # None when the runner has not run the job here (e.g. Dataflow --dry_run)
-    return read_manifest(config.output.path) or None
+    # Empty when the runner has not run the job here (e.g. Dataflow --dry_run).
+    published = manifest.read(config.output.path)
+    if published and config.output.report:
+        from pipeline.report import write_report
+
+        published["report"] = write_report(config.output.path,
+                                           top_n=config.output.report_top_n)
+    return published or None
 
 
 def summary(manifest):
@@ -111,6 +117,8 @@ def summary(manifest):
     ]
     if not counts.get("reconciled", False):
         lines.append("gbp-audit: WARNING counts do not reconcile: input != saliency + errors")
+    if manifest.get("report"):
+        lines.append(f"gbp-audit: report: {manifest['report']}")
     return "\n".join(lines)
 
 

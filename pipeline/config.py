@@ -10,16 +10,16 @@ import typing
 
 import yaml
 
+from gbp_ops.choices import RANDOMIZATION_MODES, REDUCTIONS
+
 SOURCE_KINDS = ("tfrecord", "tfds")
 IMAGE_ENCODINGS = ("encoded", "raw")
 RAW_DTYPES = ("uint8", "float32")
 SCALINGS = ("unit", "symmetric", "imagenet", "caffe")
 RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
-REDUCTIONS = ("max_abs", "l2", "sum", "abs_sum")
 MAP_DTYPES = ("float16", "float32", "uint8")
 TARGET_POLICIES = ("predicted", "label")
 CORRUPT_SHARD_POLICIES = ("dead_letter", "fail")
-SANITY_MODES = ("reinitialize", "permute")
 
 
 class ConfigError(ValueError):
@@ -118,13 +118,6 @@ class RunConfig:
     def to_dict(self):
         """Plain nested dict (JSON/YAML-ready)."""
         return jsonable(dataclasses.asdict(self))
-
-    def replace(self, **sections):
-        """A copy with whole sections or fields replaced: ``replace(output={'path': p})``."""
-        data = self.to_dict()
-        for section, values in sections.items():
-            data[section].update(values)
-        return config_from_dict(data)
 
     @property
     def fixed_target(self):
@@ -276,7 +269,7 @@ def validate(config):
     _require(output.report_top_n >= 0, "output.report_top_n", "expected an integer >= 0")
     sanity = config.sanity
     _require(sanity.sample_size >= 1, "sanity.sample_size", "expected an integer >= 1")
-    _one_of(sanity.mode, SANITY_MODES, "sanity.mode")
+    _one_of(sanity.mode, RANDOMIZATION_MODES, "sanity.mode")
     _require(sanity.depth is None or sanity.depth >= 1, "sanity.depth",
              "expected null (all layers) or an integer >= 1")
 

@@ -1,22 +1,24 @@
-"""Reading audit outputs into pandas, with filters pushed down to pyarrow."""
+"""Reading audit outputs into pandas, with filters pushed down to pyarrow.
 
-import numpy as np
+Light on purpose: numpy, pyarrow and pandas only, so a pandas user reading local outputs
+loads neither TensorFlow nor Beam; remote paths are listed through Beam ``FileSystems``.
+"""
+
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from gbp_ops import maps as map_ops
-from pipeline import schema
+from pipeline import manifest, paths, tables
+from pipeline.tables import saliency as saliency_table
+from pipeline.tables import stats as stats_table
 
 
 def _dataset(path, table):
-    from pipeline import paths
-
     folder = paths.join(path, table)
     files = paths.match(paths.join(folder, "*.parquet"))
     if not files:
         raise FileNotFoundError(f"no {table} Parquet files in {folder}")
-    if "://" not in files[0]:
+    if paths.is_local(files[0]):
         return ds.dataset(files, format="parquet")
     # pyarrow takes a list of URIs only with their filesystem given (gs://, s3://, hdfs://).
     try:
@@ -30,7 +32,7 @@ def _dataset(path, table):
 
 
 def load_saliency(path, classes=None, correct=None, columns=None, maps=True, example_ids=None):
-    """Loads ``saliency-*.parquet`` as a DataFrame whose ``saliency`` maps are ``(h, w)`` arrays.
+    """Loads the ``saliency`` table as a DataFrame whose maps are ``(h, w)`` arrays.
 
     Args:
         path: the run's output directory (local or any pyarrow-readable path).
@@ -45,68 +47,45 @@ def load_saliency(path, classes=None, correct=None, columns=None, maps=True, exa
     Returns:
         pandas DataFrame; ``df.attrs['gbp_audit']`` holds the schema metadata.
     """
-    dataset = _dataset(path, "saliency")
-    metadata = schema.read_metadata(dataset.schema)
+    dataset = _dataset(path, tables.SALIENCY)
+    metadata = saliency_table.read_metadata(dataset.schema)
     condition = None
     if classes is not None:
-        condition = ds.field(schema.TARGET).isin([int(c) for c in classes])
+        condition = ds.field(saliency_table.TARGET).isin([int(c) for c in classes])
     if correct is not None:
-        flag = ds.field(schema.CORRECT) == bool(correct)
+        flag = ds.field(saliency_table.CORRECT) == bool(correct)
         condition = flag if condition is None else condition & flag
     if example_ids is not None:
-        wanted = ds.field(schema.EXAMPLE_ID).isin([str(i) for i in example_ids])
+        wanted = ds.field(saliency_table.EXAMPLE_ID).isin([str(i) for i in example_ids])
         condition = wanted if condition is None else condition & wanted
-    if columns is not None and maps and schema.SALIENCY in columns and (
-            schema.SALIENCY_SCALE in dataset.schema.names):
-        columns = [*columns, schema.SALIENCY_SCALE]  # needed to unscale float16/uint8 maps
+    map_column, scale_column = saliency_table.SALIENCY, saliency_table.SALIENCY_SCALE
+    if columns is not None and maps and map_column in columns and (
+            scale_column in dataset.schema.names):
+        columns = [*columns, scale_column]  # needed to unscale float16/uint8 maps
     if columns is None and not maps:
-        columns = [name for name in dataset.schema.names if name != schema.SALIENCY]
+        columns = [name for name in dataset.schema.names if name != map_column]
     frame = dataset.to_table(columns=columns, filter=condition).to_pandas()
-    if maps and schema.SALIENCY in frame:
-        frame[schema.SALIENCY] = _reshape_maps(frame, metadata)
+    if maps and map_column in frame:
+        frame[map_column] = saliency_table.decode_maps(frame, metadata)
     frame.attrs["gbp_audit"] = metadata
     return frame
 
 
-def _reshape_maps(frame, metadata):
-    height, width = metadata["map_shape"]
-    flat = frame[schema.SALIENCY]
-    if not len(flat):
-        return flat
-    stacked = np.stack(flat.to_numpy()).reshape(-1, height, width)
-    if schema.SALIENCY_SCALE in frame:
-        scales = frame[schema.SALIENCY_SCALE].to_numpy(np.float32)
-        if stacked.dtype == np.uint8:
-            stacked = map_ops.dequantize_uint8(stacked, scales)
-        else:
-            stacked = map_ops.unscale(stacked, scales)
-    return list(stacked.astype(np.float32, copy=False))
-
-
-def read_manifest(path):
-    """The run's ``manifest.json`` as a dict, or ``{}`` when the run has not published one."""
-    import json
-
-    from pipeline import paths
-
-    try:
-        return json.loads(paths.read_text(paths.join(path, schema.MANIFEST)))
-    except FileNotFoundError:
-        return {}
-
-
 def load_stats(path):
-    """Loads ``stats-*.parquet``; ``mean_map`` becomes float32 ``(h, w)`` arrays, with the map
+    """Loads the ``stats`` table; ``mean_map`` becomes float32 ``(h, w)`` arrays, with the map
     shape from the run's manifest."""
-    dataset = _dataset(path, "stats")
-    frame = dataset.to_table().to_pandas()
+    frame = _dataset(path, tables.STATS).to_table().to_pandas()
     if len(frame):
-        height, width = read_manifest(path)["map_shape"]
-        frame[schema.MEAN_MAP] = [np.asarray(m, np.float32).reshape(height, width)
-                                  for m in frame[schema.MEAN_MAP]]
+        frame[stats_table.MEAN_MAP] = stats_table.decode_mean_maps(
+            frame, manifest.read(path)["map_shape"])
     return frame
 
 
 def load_errors(path):
-    """Loads ``errors-*.parquet`` (dead letters)."""
-    return _dataset(path, "errors").to_table().to_pandas()
+    """Loads the ``errors`` table (dead letters)."""
+    return _dataset(path, tables.ERRORS).to_table().to_pandas()
+
+
+def load_table(path, table):
+    """Loads any table by name (``pipeline.tables.TABLES``) as it is stored."""
+    return _dataset(path, table).to_table().to_pandas()

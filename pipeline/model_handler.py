@@ -1,95 +1,20 @@
 """The RunInference model handler: one guided model per worker process, one GBP step per batch."""
 
 import logging
-import os
-import tempfile
 import threading
+import uuid
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
-from pipeline import paths
+from pipeline import explainers
 from pipeline.records import STAGE_EXPLAIN, DeadLetter
 
-# Distinct explainer objects this process has counted in the `models_built` metric; local
-# runs have several bundle threads sharing one explainer, hence the lock.
+# (run, explainer) pairs this process has counted in the `models_built` metric; local runs
+# have several bundle threads sharing one explainer, hence the lock.
 _COUNTED_EXPLAINERS = set()
 _COUNTED_LOCK = threading.Lock()
-
-
-def configure_gpus():
-    """Turns on GPU memory growth: several SDK processes on one VM share each GPU."""
-    import tensorflow as tf
-
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # already initialised in this process; nothing to change
-            pass
-
-
-def configure_threads(intra_op_threads):
-    """Caps TF's intra-op threads in this process, if TF has not started its thread pools."""
-    if not intra_op_threads:
-        return
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
-    except RuntimeError:  # TF already ran ops here; TF_NUM_INTRAOP_THREADS covers spawned workers
-        logging.info("gbp-audit: TF already initialised; intra-op threads left as they are")
-
-
-def localize_model(path):
-    """Returns a local copy of ``path`` (read through Beam FileSystems) for Keras to open.
-
-    Remote models are copied once per machine into a temp folder named by a hash of the path,
-    size and modification time, so a replaced model file is fetched again.
-    """
-    if os.path.exists(path):
-        return path
-    import hashlib
-
-    from apache_beam.io.filesystems import FileSystems
-
-    metadata = FileSystems.match([path])[0].metadata_list[0]
-    identity = f"{path}|{metadata.size_in_bytes}|{metadata.last_updated_in_seconds}"
-    digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
-    local_dir = os.path.join(tempfile.gettempdir(), f"gbp-model-{digest}")
-    local_path = os.path.join(local_dir, paths.basename(path))
-    if not os.path.exists(local_path):
-        os.makedirs(local_dir, exist_ok=True)
-        partial = f"{local_path}.{os.getpid()}.partial"
-        with open(partial, "wb") as handle:
-            handle.write(paths.read_bytes(path))
-        os.replace(partial, local_path)  # atomic: concurrent workers never see half a file
-    return local_path
-
-
-def build_explainer(config):
-    """Loads the model a RunConfig names and builds its GuidedBackprop (module level so tests
-    can swap it).
-
-    Returns:
-        A ``gbp_ops.GuidedBackprop`` compiled for ``config.explain.batch_size``.
-    """
-    import gbp_ops
-
-    configure_gpus()
-    configure_threads(config.explain.worker_intra_op_threads)
-    model = gbp_ops.load_model(localize_model(config.model.path), safe_mode=config.model.safe_mode)
-    explainer = gbp_ops.GuidedBackprop(
-        model,
-        batch_size=config.explain.batch_size,
-        strip_final_activation=config.model.strip_final_activation,
-        allow_unguided=config.model.allow_unguided,
-        layer_name=config.model.layer_name,
-        reduction=config.explain.reduction,
-    )
-    logging.info("gbp-audit: built guided model (pid %d, %d guided ReLUs)", os.getpid(),
-                 len(explainer.guided_sites))
-    return explainer
 
 
 class ExplainedBatch:
@@ -120,9 +45,10 @@ class GuidedBackpropModelHandler(ModelHandler):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
                          large_model=config.explain.large_model)
         self._config = config
+        self._run_token = uuid.uuid4().hex  # pickled with the handler: one per pipeline
 
     def load_model(self):
-        return build_explainer(self._config)
+        return explainers.shared_explainer(self._config)
 
     def get_metrics_namespace(self):
         return "gbp_audit"
@@ -130,8 +56,8 @@ class GuidedBackpropModelHandler(ModelHandler):
     def run_inference(self, batch, model, inference_args=None):
         """Args: batch: PreparedExamples. Returns: a one-element list holding an ExplainedBatch."""
         with _COUNTED_LOCK:
-            first_use = id(model) not in _COUNTED_EXPLAINERS
-            _COUNTED_EXPLAINERS.add(id(model))
+            first_use = (self._run_token, id(model)) not in _COUNTED_EXPLAINERS
+            _COUNTED_EXPLAINERS.add((self._run_token, id(model)))
         if first_use:
             beam.metrics.Metrics.counter("gbp_audit", "models_built").inc()
         beam.metrics.Metrics.counter("gbp_audit", "batches_explained").inc()

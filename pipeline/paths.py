@@ -1,20 +1,41 @@
-"""Filesystem helpers over Beam ``FileSystems``, so local, gs:// and other schemes all work."""
+"""Filesystem helpers over Beam ``FileSystems``, so local, gs:// and other schemes all work.
 
+Local paths are read and listed without Beam, so the pandas loaders stay light; Beam is
+imported on first use of a non-local path or of a write.
+"""
+
+import glob
+import os
 import posixpath
+import tempfile
 
-from apache_beam.io.filesystems import FileSystems
+
+def _file_systems():
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
+
+
+def is_local(path):
+    return "://" not in path
 
 
 def join(base, *parts):
     """Joins path parts with the scheme's separator."""
-    return FileSystems.join(base, *parts)
+    if is_local(base):
+        return os.path.join(base, *parts)
+    return _file_systems().join(base, *parts)
 
 
 def read_bytes(path):
     """Whole-file bytes; raises FileNotFoundError when missing."""
-    if not FileSystems.exists(path):
+    if is_local(path):
+        with open(path, "rb") as handle:
+            return handle.read()
+    file_systems = _file_systems()
+    if not file_systems.exists(path):
         raise FileNotFoundError(path)
-    with FileSystems.open(path) as handle:
+    with file_systems.open(path) as handle:
         return handle.read()
 
 
@@ -23,7 +44,7 @@ def read_text(path):
 
 
 def write_bytes(path, data):
-    with FileSystems.create(path) as handle:
+    with _file_systems().create(path) as handle:
         handle.write(data)
 
 
@@ -33,8 +54,11 @@ def write_text(path, text):
 
 def match(pattern):
     """Paths matching a glob pattern, sorted; empty list when nothing matches."""
+    if is_local(pattern):
+        return sorted(path for path in glob.glob(os.path.expanduser(pattern))
+                      if os.path.isfile(path))
     try:
-        results = FileSystems.match([pattern])
+        results = _file_systems().match([pattern])
     except Exception:  # Beam raises BeamIOError when a pattern has no match on some systems.
         return []
     return sorted(metadata.path for result in results for metadata in result.metadata_list)
@@ -42,9 +66,10 @@ def match(pattern):
 
 def delete(paths):
     """Deletes files or directories that exist; ignores the rest."""
-    existing = [path for path in paths if FileSystems.exists(path)]
+    file_systems = _file_systems()
+    existing = [path for path in paths if file_systems.exists(path)]
     if existing:
-        FileSystems.delete(existing)
+        file_systems.delete(existing)
 
 
 def basename(path):
@@ -53,5 +78,39 @@ def basename(path):
 
 def make_dirs(path):
     """Creates a directory (and parents) if the filesystem has directories and it is missing."""
-    if not FileSystems.exists(path):
-        FileSystems.mkdirs(path)
+    file_systems = _file_systems()
+    if not file_systems.exists(path):
+        file_systems.mkdirs(path)
+
+
+def identity(path):
+    """``(size, modification time)`` of a file: changes when the file is replaced."""
+    if is_local(path):
+        status = os.stat(path)
+        return status.st_size, status.st_mtime_ns
+    metadata = _file_systems().match([path])[0].metadata_list[0]
+    return metadata.size_in_bytes, metadata.last_updated_in_seconds
+
+
+def local_copy(path):
+    """A local path holding the file ``path`` names, read through Beam ``FileSystems``.
+
+    Local paths are returned as they are. Remote files are copied once per machine into a temp
+    folder named by a hash of the path, size and modification time, so a replaced file is
+    fetched again.
+    """
+    if os.path.exists(path):
+        return path
+    import hashlib
+
+    size, updated = identity(path)
+    digest = hashlib.sha256(f"{path}|{size}|{updated}".encode()).hexdigest()[:16]
+    local_dir = os.path.join(tempfile.gettempdir(), f"gbp-model-{digest}")
+    local_path = os.path.join(local_dir, basename(path))
+    if not os.path.exists(local_path):
+        os.makedirs(local_dir, exist_ok=True)
+        partial = f"{local_path}.{os.getpid()}.partial"
+        with open(partial, "wb") as handle:
+            handle.write(read_bytes(path))
+        os.replace(partial, local_path)  # atomic: concurrent workers never see half a file
+    return local_path

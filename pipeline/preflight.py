@@ -1,7 +1,6 @@
 """Checks made before any Beam work: config, inputs, model, output. Each failure is one line."""
 
 import dataclasses
-import platform
 import uuid
 
 from pipeline import paths
@@ -33,24 +32,8 @@ class RunPlan:
     config: object
     input_shape: tuple
     map_shape: tuple
-    num_classes: int
     class_names: tuple
-    explained_space: str
     manifest_base: dict
-
-
-def versions():
-    """Versions of the stack, for the manifest."""
-    import importlib.metadata as metadata
-
-    found = {"python": platform.python_version()}
-    for package in ("gbp-audit", "tensorflow", "keras", "apache-beam", "numpy", "pyarrow",
-                    "tensorflow-datasets"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = None
-    return found
 
 
 def _check_input(config):
@@ -78,7 +61,9 @@ def _check_input(config):
 
 
 def _check_output(path):
-    probe = paths.join(path, "_staging", f".write-probe-{uuid.uuid4().hex}")
+    from pipeline.sinks import STAGING_DIR
+
+    probe = paths.join(path, STAGING_DIR, f".write-probe-{uuid.uuid4().hex}")
     try:
         paths.write_text(probe, "ok")
         paths.delete([probe])
@@ -92,7 +77,8 @@ def preflight(config, explainer_builder=None):
 
     Args:
         config: a validated RunConfig.
-        explainer_builder: ``config -> GuidedBackprop``; defaults to the model handler's loader.
+        explainer_builder: ``config -> explainer``; defaults to
+            ``pipeline.explainers.shared_explainer``, whose explainer a local run reuses.
 
     Returns:
         A RunPlan.
@@ -101,7 +87,7 @@ def preflight(config, explainer_builder=None):
         PreflightError / ConfigError / gbp_ops.GBPError with a one-line message.
     """
     from gbp_ops import model_sha256
-    from pipeline import model_handler
+    from pipeline import explainers, manifest
 
     if not isinstance(config.output.path, str) or not config.output.path:
         raise ConfigError("config field 'output.path': an output directory is required")
@@ -110,7 +96,7 @@ def preflight(config, explainer_builder=None):
         from gbp_ops import errors
 
         raise PreflightError(errors.MODEL_NOT_FOUND.format(path=config.model.path))
-    explainer = (explainer_builder or model_handler.build_explainer)(config)
+    explainer = (explainer_builder or explainers.shared_explainer)(config)
     height, width, channels = explainer.input_shape
     if channels not in (1, 3):
         raise PreflightError(MODEL_INPUT_CHANNELS.format(channels=channels))
@@ -121,18 +107,9 @@ def preflight(config, explainer_builder=None):
         raise PreflightError(TARGET_TOO_LARGE.format(target=config.fixed_target,
                                                      num_classes=explainer.num_classes))
     _check_output(config.output.path)
-    manifest_base = {
-        "config": config.to_dict(),
-        "versions": versions(),
-        "method": "guided_backprop",
-        "model_sha256": model_sha256(model_handler.localize_model(config.model.path)),
-        "guided_sites": [f"{site.layer}: {site.form}" for site in explainer.guided_sites],
-        "unguided_sites": [site.layer for site in explainer.unguided_sites],
-        "explained_space": explainer.explained_space,
-        "input_shape": list(explainer.input_shape),
-        "map_shape": [height // factor, width // factor],
-        "class_names": list(class_names),
-    }
-    return RunPlan(config, tuple(explainer.input_shape), (height // factor, width // factor),
-                   explainer.num_classes, tuple(class_names), explainer.explained_space,
+    map_shape = (height // factor, width // factor)
+    manifest_base = manifest.base_fields(
+        config, explainer, class_names, map_shape,
+        model_sha256(paths.local_copy(config.model.path)))
+    return RunPlan(config, tuple(explainer.input_shape), map_shape, tuple(class_names),
                    manifest_base)

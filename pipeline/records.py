@@ -11,8 +11,6 @@ STAGE_DECODE = "decode"
 STAGE_PREPROCESS = "preprocess"
 STAGE_EXPLAIN = "explain"
 STAGE_NON_FINITE = "non_finite"
-STAGES = (STAGE_READ, STAGE_PARSE, STAGE_DECODE, STAGE_PREPROCESS, STAGE_EXPLAIN,
-          STAGE_NON_FINITE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +72,3 @@ class DeadLetter:
     position: str
     stage: str
     error: str
-
-    def as_row(self):
-        return dataclasses.asdict(self)

@@ -4,13 +4,12 @@ import dataclasses
 
 import apache_beam as beam
 import numpy as np
-import pyarrow as pa
 
 from gbp_ops import maps as map_ops
 from gbp_ops import statistics
-from pipeline import schema
 from pipeline.read import DEAD_LETTERS
 from pipeline.records import STAGE_NON_FINITE, DeadLetter
+from pipeline.tables import saliency as saliency_table
 
 
 @dataclasses.dataclass
@@ -20,7 +19,7 @@ class AuditBatch:
     Attributes:
         columns: column name -> ``(N,)`` array (object arrays for strings / nullable ints).
         maps: float32 ``(N, h, w)`` reduced (and downsampled) maps, before storage dtype.
-        statistics: float64 ``(N, S)`` in ``STATISTIC_COLUMNS`` (+ box share) order.
+        statistics: float64 ``(N, S)`` in ``gbp_ops.statistics.AGGREGATED_STATISTICS`` order.
         displays: uint8 ``(N, H, W, 3)`` input images (for report overlays; not written).
     """
 
@@ -31,6 +30,10 @@ class AuditBatch:
 
     def __len__(self):
         return len(self.maps)
+
+    def statistic(self, name):
+        """float64 ``(N,)`` values of one statistic of ``AGGREGATED_STATISTICS``."""
+        return self.statistics[:, statistics.AGGREGATED_STATISTICS.index(name)]
 
 
 def _name_of(index, class_names):
@@ -66,7 +69,7 @@ def build_audit_batch(explained, config, class_names):
         boxes = np.stack([np.full(4, np.nan) if e.box is None else e.box for e in kept])
     stats = statistics.per_example_statistics(
         reduced, config.output.border_band_fraction, boxes=boxes)
-    box_share = stats.pop(statistics.BOX_SHARE, np.full(len(kept), np.nan))
+    stats.setdefault(statistics.BOX_SHARE, np.full(len(kept), np.nan))
     box_area = np.full(len(kept), np.nan)
     if boxes is not None:
         height, width = reduced.shape[1:]
@@ -75,48 +78,25 @@ def build_audit_batch(explained, config, class_names):
     labels = [example.label for example in kept]
     predicted = explanation.predicted[keep]
     columns = {
-        schema.EXAMPLE_ID: np.array([e.example_id for e in kept], object),
-        schema.POSITION: np.array([e.position for e in kept], object),
-        schema.LABEL: np.array(labels, object),
-        schema.LABEL_NAME: np.array([_name_of(label, class_names) for label in labels], object),
-        schema.PREDICTED: predicted,
-        schema.PREDICTED_NAME: np.array([_name_of(int(p), class_names) for p in predicted],
+        saliency_table.EXAMPLE_ID: np.array([e.example_id for e in kept], object),
+        saliency_table.POSITION: np.array([e.position for e in kept], object),
+        saliency_table.LABEL: np.array(labels, object),
+        saliency_table.LABEL_NAME: np.array([_name_of(label, class_names) for label in labels],
+                                            object),
+        saliency_table.PREDICTED: predicted,
+        saliency_table.PREDICTED_NAME: np.array([_name_of(int(p), class_names) for p in predicted],
                                         object),
-        schema.TARGET: explanation.targets[keep],
-        schema.TARGET_SCORE: explanation.target_scores[keep].astype(np.float32),
-        schema.TARGET_PROB: target_probs[keep].astype(np.float32),
-        schema.CORRECT: np.array([None if label is None else bool(label == p)
+        saliency_table.TARGET: explanation.targets[keep],
+        saliency_table.TARGET_SCORE: explanation.target_scores[keep].astype(np.float32),
+        saliency_table.TARGET_PROB: target_probs[keep].astype(np.float32),
+        saliency_table.CORRECT: np.array([None if label is None else bool(label == p)
                                   for label, p in zip(labels, predicted)], object),
-        schema.BOX_AREA: box_area,
+        saliency_table.BOX_AREA: box_area,
     }
-    statistic_values = np.stack(
-        [stats[name] for name in schema.STATISTIC_COLUMNS] + [box_share], axis=1)
+    statistic_values = np.stack([stats[name] for name in statistics.AGGREGATED_STATISTICS], axis=1)
     displays = np.stack([example.display for example in kept])
     return (AuditBatch(columns, reduced.astype(np.float32), statistic_values, displays),
             dead_letters)
-
-
-def to_arrow_table(batch, arrow_schema, map_dtype):
-    """AuditBatch -> ``pa.Table`` with ``arrow_schema``; maps built from one flat buffer."""
-    count, height, width = batch.maps.shape
-    arrays = {name: pa.array(values.tolist() if values.dtype == object else values,
-                             type=arrow_schema.field(name).type, from_pandas=True)
-              for name, values in batch.columns.items()}
-    if map_dtype == "uint8":
-        codes, scales = map_ops.quantize_uint8(batch.maps)
-        flat, arrays[schema.SALIENCY_SCALE] = codes.reshape(-1), pa.array(scales)
-    elif map_dtype == "float16":
-        unit_maps, scales = map_ops.scale_to_unit(batch.maps)
-        flat = unit_maps.astype(np.float16).reshape(-1)
-        arrays[schema.SALIENCY_SCALE] = pa.array(scales)
-    else:
-        flat = batch.maps.reshape(-1)
-    arrays[schema.SALIENCY] = pa.FixedSizeListArray.from_arrays(pa.array(flat), height * width)
-    names = list(schema.STATISTIC_COLUMNS) + [schema.BOX_SHARE]
-    for index, name in enumerate(names):
-        arrays[name] = pa.array(batch.statistics[:, index], type=pa.float64(), from_pandas=True)
-    return pa.Table.from_arrays([arrays[field.name] for field in arrow_schema],
-                                schema=arrow_schema)
 
 
 class ToAuditBatchDoFn(beam.DoFn):

@@ -1,18 +1,21 @@
-"""The optional sanity-check stage: cascading model randomization on a deterministic sample."""
+"""The optional sanity-check stage: cascading model randomization on a deterministic sample,
+explained exactly as the audit explains (same config -> explainer mapping, same targets)."""
 
 import hashlib
 
 import apache_beam as beam
 import numpy as np
 
+from pipeline.tables import sanity as sanity_table
 
-def _sample_key(example):
-    """A stable pseudo-random key, so the same inputs always give the same sample."""
-    return hashlib.sha1(example.example_id.encode("utf-8")).hexdigest()
+
+def sample_key(example_id):
+    """A stable pseudo-random key of an example id, so the same inputs give the same sample."""
+    return hashlib.sha1(example_id.encode("utf-8")).hexdigest()
 
 
 class RunSanityCheckDoFn(beam.DoFn):
-    """A list of PreparedExamples -> sanity rows (``schema.SANITY_SCHEMA`` dicts)."""
+    """A list of PreparedExamples -> ``sanity`` table rows."""
 
     def __init__(self, config):
         self._config = config
@@ -20,28 +23,27 @@ class RunSanityCheckDoFn(beam.DoFn):
     def process(self, examples):
         import tensorflow as tf
 
-        from gbp_ops import load_model, sanity
-        from pipeline.model_handler import localize_model
+        from gbp_ops import sanity
+        from pipeline import explainers
 
         config = self._config
         examples = sorted(examples, key=lambda example: example.example_id)
-        model = load_model(localize_model(config.model.path), safe_mode=config.model.safe_mode)
+        model = explainers.load_configured_model(config)
         images = np.stack([example.image for example in examples])
+        targets = np.array([example.target for example in examples], np.int32)
         logger = tf.get_logger()
         previous_level = logger.level
         logger.setLevel("ERROR")  # every depth traces its own explainer, by design
         try:
             rows = sanity.run_sanity_check(
-                model, images, batch_size=config.explain.batch_size, mode=config.sanity.mode,
-                seed=config.sanity.seed, reduction=config.explain.reduction,
-                depth_layers=config.sanity.depth,
-                explainer_kwargs={"strip_final_activation": config.model.strip_final_activation,
-                                  "allow_unguided": config.model.allow_unguided})
+                model, images, targets,
+                explainer_for=lambda candidate: explainers.explainer_for_model(config, candidate),
+                mode=config.sanity.mode, seed=config.sanity.seed,
+                reduction=config.explain.reduction, depth_layers=config.sanity.depth)
         finally:
             logger.setLevel(previous_level)
         for row in rows:
-            row["example_id"] = examples[row.pop("example_index")].example_id
-            yield row
+            yield sanity_table.encode_row(row, examples[row["example_index"]].example_id)
 
 
 class SanityCheck(beam.PTransform):
@@ -54,7 +56,8 @@ class SanityCheck(beam.PTransform):
     def expand(self, examples):
         return (
             examples
-            | "SampleByIdHash" >> beam.combiners.Top.Of(self._config.sanity.sample_size,
-                                                      key=_sample_key, reverse=True)
+            | "SampleByIdHash" >> beam.combiners.Top.Of(
+                self._config.sanity.sample_size,
+                key=lambda example: sample_key(example.example_id), reverse=True)
             | "RandomizeAndCompare" >> beam.ParDo(RunSanityCheckDoFn(self._config))
         )

@@ -1,4 +1,4 @@
-"""Writing the three tables into a staging folder, then publishing them with a manifest.
+"""Writing the tables into a staging folder, then publishing them with a manifest.
 
 Each table gets its own folder, ``<output>/<table>/<table>-SSSSS-of-NNNNN.parquet``, so
 ``pd.read_parquet(f"{output}/saliency")`` reads exactly one schema. Beam writes everything
@@ -7,16 +7,15 @@ killed run never breaks a read). Once every table is complete, one Publish step 
 previous outputs, writes ``manifest.json`` and removes the staging folder.
 """
 
-import json
 import time
 
 import apache_beam as beam
 
-from pipeline import paths, schema
-from pipeline.config import jsonable
+from pipeline import manifest as manifest_fields
+from pipeline import paths
+from pipeline.tables import TABLES
 
 STAGING_DIR = "_staging"
-TABLE_PREFIXES = ("saliency", "stats", "errors", "sanity")
 PARQUET_CODEC = "zstd"
 
 
@@ -60,67 +59,44 @@ def write_table(pcoll, output_dir, table, arrow_schema, batched, num_shards=0,
 def previous_outputs(output_dir):
     """Existing published files of an earlier run in ``output_dir``."""
     found = []
-    for table in TABLE_PREFIXES:
+    for table in TABLES:
         found += paths.match(paths.join(table_dir(output_dir, table), "*.parquet"))
-    return found + paths.match(paths.join(output_dir, schema.MANIFEST))
+    return found + paths.match(paths.join(output_dir, manifest_fields.MANIFEST))
 
 
 class PublishDoFn(beam.DoFn):
     """Moves staged files into place and writes the manifest; runs once, after all writes.
 
-    Side inputs: ``staged`` (list of staged file paths), ``counts`` (dict of name -> int),
-    ``images`` (dict of example id -> uint8 image, for the report) and ``sanity`` (rows).
+    Side inputs: ``staged`` (list of staged file paths), ``counts`` (dict of name -> int) and
+    ``sanity`` (sanity table rows).
     """
 
-    def __init__(self, output_dir, manifest_base, start_time, report_top_n):
+    def __init__(self, output_dir, manifest_base, start_time):
         self._output_dir = output_dir
         self._manifest_base = manifest_base
         self._start_time = start_time
-        self._report_top_n = report_top_n  # None: no report
 
-    def process(self, unused_trigger, staged, counts, images, sanity):
+    def process(self, unused_trigger, staged, counts, sanity):
         staged = sorted(staged)
         paths.delete(previous_outputs(self._output_dir))
         published = [paths.join(table_dir(self._output_dir, _table_of(path)),
                                 paths.basename(path)) for path in staged]
-        for table in TABLE_PREFIXES:
+        for table in TABLES:
             paths.make_dirs(table_dir(self._output_dir, table))
         if staged:
             from apache_beam.io.filesystems import FileSystems
 
             FileSystems.rename(staged, published)
-        manifest = dict(self._manifest_base)
-        manifest["counts"] = manifest_counts(counts)
-        if sanity:
-            from gbp_ops import sanity as sanity_ops
-
-            summary = sanity_ops.summary(sanity)
-            manifest["sanity"] = {"verdict": sanity_ops.verdict(summary),
-                                  "by_depth": jsonable(summary)}
-        manifest["wall_time_seconds"] = round(time.time() - self._start_time, 3)
-        manifest["files"] = [f"{_table_of(path)}/{paths.basename(path)}" for path in published]
-        paths.write_text(paths.join(self._output_dir, schema.MANIFEST),
-                         json.dumps(manifest, indent=2, sort_keys=True))
-        if self._report_top_n is not None:
-            from pipeline import report
-
-            report.write_report(self._output_dir, top_n=self._report_top_n,
-                                examples_images=images, sanity_rows=sanity or None)
+        manifest = manifest_fields.final_fields(
+            self._manifest_base, counts, sanity, time.time() - self._start_time,
+            [f"{_table_of(path)}/{paths.basename(path)}" for path in published])
+        manifest_fields.write(self._output_dir, manifest)
         paths.delete([paths.join(self._output_dir, STAGING_DIR)])
         yield manifest
 
 
 def _table_of(path):
     return paths.basename(path).split("-")[0]
-
-
-def manifest_counts(counts):
-    """Counts for the manifest; ``reconciled`` says input == saliency + errors."""
-    counts = {name: int(value) for name, value in sorted(counts.items())}
-    inputs = counts.get("input_records", 0) + counts.get("damaged_shards", 0)
-    counts["input"] = inputs
-    counts["reconciled"] = inputs == counts.get("saliency_rows", 0) + counts.get("errors", 0)
-    return counts
 
 
 def count_into(pcoll, name, weight=None):

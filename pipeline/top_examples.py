@@ -1,51 +1,44 @@
-"""Input images of the examples the report will show, gathered with bounded memory.
+"""The ``examples`` table: input images of the best examples of each ranking
+(``pipeline.rankings``), gathered with bounded memory.
 
-The report ranks examples by border share (highest) and by top-5% share (lowest, all-zero
-maps excluded). Each batch nominates its own best candidates, and ``Top.PerKey`` keeps the
-best ``2 * n`` per ranking, a margin so ties cannot leave a shown example without its image.
+Each batch nominates its own best ``2 * n`` candidates per ranking, ``Top.PerKey`` keeps the
+best ``2 * n`` overall (a margin, so score ties cannot push out an example that wins on id),
+and the final ``n`` are chosen with the ranking's own tie-break.
 """
 
 import apache_beam as beam
-import numpy as np
 
-from gbp_ops import statistics
-from pipeline import schema
-
-BY_BORDER = "border_share"
-BY_DIFFUSE = "low_top5_share"
-
-
-def _column(batch, name):
-    return batch.statistics[:, list(schema.STATISTIC_COLUMNS).index(name)]
+from pipeline import rankings
+from pipeline.tables import examples, saliency
 
 
 def nominate(batch, count):
-    """AuditBatch -> ``(ranking, (score, example_id, display))`` for its best ``count`` rows;
-    higher score is better in both rankings."""
-    alive = _column(batch, statistics.TOTAL_MASS) > 0
-    rankings = {BY_BORDER: _column(batch, statistics.BORDER_SHARE),
-                BY_DIFFUSE: -_column(batch, statistics.TOP5_SHARE)}
-    ids = batch.columns[schema.EXAMPLE_ID]
-    for ranking, scores in rankings.items():
-        usable = np.flatnonzero(alive & ~np.isnan(scores))
-        for index in usable[np.argsort(-scores[usable], kind="stable")][:count]:
+    """AuditBatch -> ``(ranking, (score, example_id, display))`` for its best ``count`` rows."""
+    ids = batch.columns[saliency.EXAMPLE_ID]
+    for ranking, scores in rankings.ranking_scores(batch.statistic).items():
+        for index in rankings.best(scores, ids, count):
             yield ranking, (float(scores[index]), str(ids[index]), batch.displays[index])
 
 
-class CollectReportImages(beam.PTransform):
-    """PCollection[AuditBatch] -> PCollection[(example_id, uint8 (H, W, 3) image)]; an id can
-    appear twice (once per ranking), with the same image."""
+def shown_rows(ranking, candidates, count):
+    """The ``count`` best candidates of one ranking as ``examples`` table rows, best first."""
+    ordered = sorted(candidates, key=lambda item: (-item[0], item[1]))[:count]
+    return [examples.encode_row(ranking, rank, score, example_id, image)
+            for rank, (score, example_id, image) in enumerate(ordered)]
+
+
+class CollectReportExamples(beam.PTransform):
+    """PCollection[AuditBatch] -> PCollection[``examples`` row dict]."""
 
     def __init__(self, top_n):
         super().__init__()
-        self._count = 2 * top_n
+        self._top_n = top_n
 
     def expand(self, batches):
-        count = self._count
+        top_n, margin = self._top_n, 2 * self._top_n
         return (
             batches
-            | "Nominate" >> beam.FlatMap(nominate, count)
-            | "BestPerRanking" >> beam.combiners.Top.PerKey(count, key=lambda item: item[0])
-            | "ToImages" >> beam.FlatMap(
-                lambda ranked: [(example_id, image) for _, example_id, image in ranked[1]])
+            | "Nominate" >> beam.FlatMap(nominate, margin)
+            | "BestPerRanking" >> beam.combiners.Top.PerKey(margin, key=lambda item: item[0])
+            | "ToRows" >> beam.FlatMap(lambda ranked: shown_rows(*ranked, top_n))
         )

@@ -33,8 +33,8 @@ SIZE, BATCH = 128, 32
 
 def build_assets(workdir, count):
     """JPEG TFRecord shards of `count` 128x128 images and the reference model (random init)."""
-    from gbp_ops.reference_model import build_reference_model
-    from pipeline.demo_assets import synthesize_shapes, write_tfrecord_shards
+    from demo.reference_model import build_reference_model
+    from demo.assets import synthesize_shapes, write_tfrecord_shards
 
     data_dir = os.path.join(workdir, f"data-{count}")
     if not os.path.isdir(data_dir):
@@ -158,7 +158,7 @@ def main():
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     import gbp_ops
-    from pipeline.demo_assets import synthesize_shapes
+    from demo.assets import synthesize_shapes
 
     small, model_path = build_assets(args.workdir, args.images)
     large, _ = build_assets(args.workdir, 10 * args.images)

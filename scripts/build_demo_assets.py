@@ -1,4 +1,4 @@
-"""Builds (or reuses) the demo dataset and model under .cache/demo; see pipeline/demo_assets.py."""
+"""Builds (or reuses) the demo dataset and model under .cache/demo; see demo/assets.py."""
 
 import logging
 import os
@@ -6,7 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipeline.demo_assets import build_demo_assets  # noqa: E402
+from demo.assets import build_demo_assets  # noqa: E402
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="[gbp-audit] %(message)s")

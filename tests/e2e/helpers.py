@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from gbp_ops import GuidedBackprop
-from gbp_ops.reference_model import build_reference_model
+from demo.reference_model import build_reference_model
 from pipeline import cli
 from tests.gbp_ops.toy_models import randomize_batchnorm
 

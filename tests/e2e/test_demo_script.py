@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import demo_assets
+from demo import assets as demo_assets
 from tests.e2e import helpers
 
 

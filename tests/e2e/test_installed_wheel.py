@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 from packaging.requirements import Requirement
 
-from pipeline.demo_assets import synthesize_shapes, write_tfrecord_shards
+from demo.assets import synthesize_shapes, write_tfrecord_shards
 from tests.e2e import helpers
 
 NUM_EXAMPLES = 24

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.demo_assets import synthesize_shapes, write_tfrecord_shards
+from demo.assets import synthesize_shapes, write_tfrecord_shards
 from tests.e2e import helpers
 
 TABLES = ("saliency", "stats", "errors")

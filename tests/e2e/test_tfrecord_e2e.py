@@ -10,10 +10,31 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from gbp_ops.statistics import STATISTIC_NAMES
 from pipeline import build, config, model_handler, preflight
-from pipeline.demo_assets import synthesize_shapes, write_tfrecord_shards
+from demo.assets import synthesize_shapes, write_tfrecord_shards
 from tests.e2e import helpers
 
 NUM_EXAMPLES = 45
+
+
+def _two_class_model(model, images):
+    """Rescales and re-centres the final Dense layer of the random ``model`` so that its
+    predictions on ``images`` split between both classes (an untrained model's logit gap
+    barely varies between images and never changes sign)."""
+    import keras
+
+    head = model.get_layer("predictions")
+    features = keras.Model(model.inputs, head.input).predict(images, verbose=0)
+    kernel, bias = (np.asarray(w, np.float64) for w in head.get_weights())
+    gap = np.asarray(features, np.float64) @ (kernel[:, 1] - kernel[:, 0]) + bias[1] - bias[0]
+    ordered = np.sort(gap)
+    middle = ordered[len(ordered) // 3:2 * len(ordered) // 3 + 1]
+    cut = int(np.argmax(np.diff(middle)))  # the widest space between two middle gaps
+    centre = (middle[cut] + middle[cut + 1]) / 2
+    scale = 4.0 / (ordered[-1] - ordered[0])
+    kernel, bias = kernel * scale, bias * scale
+    bias[1] -= scale * centre
+    head.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +42,14 @@ def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("tfrecord")
     arrays = synthesize_shapes(NUM_EXAMPLES, image_size=helpers.IMAGE_SIZE, seed=3)
     write_tfrecord_shards(arrays, str(root / "data"), num_shards=3, image_format="png")
-    model = helpers.small_model(str(root / "model.keras"))
+    model = _two_class_model(helpers.small_model(str(root / "model.keras")),
+                             arrays["images"].astype(np.float32) / 255.0)
+    model.save(str(root / "model.keras"))
+    # An untrained model predicts one class for every image; this one must give both, each
+    # with a margin that float noise between batch sizes and runners cannot flip.
+    probabilities = model.predict(arrays["images"].astype(np.float32) / 255.0, verbose=0)
+    assert set(probabilities.argmax(axis=1).tolist()) == {0, 1}
+    assert np.abs(np.log(probabilities[:, 1] / probabilities[:, 0])).min() > 0.02
     return {"root": root, "arrays": arrays, "model": model,
             "pattern": str(root / "data" / "*.tfrecord"), "model_path": str(root / "model.keras")}
 
@@ -189,3 +217,71 @@ def test_model_built_once_per_process_with_two_workers(dataset, tmp_path):
                                     "--direct_num_workers=2"])
     assert counter("batches_explained") >= NUM_EXAMPLES // 4
     assert 1 <= counter("models_built") <= 2
+
+
+def test_predictions_cover_both_classes(single_run):
+    output, _ = single_run
+    frame = pd.read_parquet(output / "saliency")
+    assert frame.predicted.nunique() >= 2
+    assert {True, False} <= set(frame.correct)  # both (class, correct) flags occur
+
+
+def _optional(value, kind):
+    return None if pd.isna(value) else kind(value)
+
+
+def test_stats_groups_equal_pandas_groups_of_the_saliency_table(single_run):
+    output, _ = single_run
+    frame = pd.read_parquet(output / "saliency", columns=["target", "correct"])
+    stats = pd.read_parquet(output / "stats", columns=["group", "class", "correct", "count"])
+    expected = {("overall", None, None): len(frame)}
+    for target, group in frame.groupby("target"):
+        expected[("class", int(target), None)] = len(group)
+    for (target, correct), group in frame.groupby(["target", "correct"]):
+        expected[("class_correct", int(target), bool(correct))] = len(group)
+    assert any(key[0] == "class_correct" and key[2] is False for key in expected)
+
+    found = {(row["group"], _optional(row["class"], int), _optional(row["correct"], bool)):
+             int(row["count"]) for row in stats.to_dict("records")}
+    assert len(found) == len(stats), "a group has more than one stats row"
+    assert set(found) == set(expected)
+    assert found == expected
+
+
+def _independent_statistics(maps, band_fraction):
+    """border_share, top5_share, entropy, centre of mass and total mass of ``(N, h, w)`` maps,
+    written out from their definitions (mass = |map|)."""
+    mass = np.abs(np.asarray(maps, np.float64))
+    count, height, width = mass.shape
+    total = mass.sum(axis=(1, 2))
+    band = max(1, int(round(band_fraction * min(height, width))))
+    rows, cols = np.mgrid[:height, :width]
+    edge_distance = np.minimum(np.minimum(rows, cols),
+                               np.minimum(height - 1 - rows, width - 1 - cols))
+    top_count = max(1, int(np.ceil(0.05 * height * width)))
+    flat = -np.sort(-mass.reshape(count, -1), axis=1)
+    share = mass / total[:, None, None]
+    logs = np.log(np.where(share > 0, share, 1.0))
+    return {
+        "total_mass": total,
+        "border_share": (mass * (edge_distance < band)).sum(axis=(1, 2)) / total,
+        "top5_share": flat[:, :top_count].sum(axis=1) / total,
+        "entropy": -(share * logs).sum(axis=(1, 2)) / np.log(height * width),
+        "center_y": (share * (rows + 0.5) / height).sum(axis=(1, 2)),
+        "center_x": (share * (cols + 0.5) / width).sum(axis=(1, 2)),
+    }
+
+
+def test_stored_statistics_equal_recomputation_from_stored_maps(single_run):
+    import pipeline
+
+    output, manifest = single_run
+    frame = pipeline.load_saliency(str(output))
+    maps = np.stack(frame.saliency.to_numpy())
+    assert maps.shape[1:] == (helpers.IMAGE_SIZE, helpers.IMAGE_SIZE)
+    assert (np.abs(maps).sum(axis=(1, 2)) > 0).all()
+    band_fraction = manifest["config"]["output"]["border_band_fraction"]
+    expected = _independent_statistics(maps, band_fraction)
+    for name, values in expected.items():
+        np.testing.assert_allclose(frame[name].to_numpy(), values, rtol=1e-5, atol=1e-12,
+                                   err_msg=name)

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from gbp_ops import GBPError, GuidedBackprop, errors
-from gbp_ops.reference_model import build_reference_model
+from demo.reference_model import build_reference_model
 from tests.gbp_ops.numpy_reference import numpy_guided_backprop
 from tests.gbp_ops.toy_models import (
     plain_target_gradients,

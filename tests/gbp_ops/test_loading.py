@@ -49,14 +49,26 @@ def test_unknown_suffix_and_corrupt_file(tmp_path):
 def test_lambda_layer_needs_explicit_opt_out_of_safe_mode(tmp_path):
     inputs = keras.Input((4, 4, 1))
     hidden = keras.layers.Conv2D(2, 3, activation="relu")(inputs)
-    outputs = keras.layers.Dense(2)(keras.layers.Lambda(lambda t: t * 2.0)(
-        keras.layers.Flatten()(hidden)))
+    features = keras.layers.Flatten()(hidden)
+    dense = keras.layers.Dense(2)
+    outputs = dense(keras.layers.Lambda(lambda t: t * 2.0)(features))
+    model = keras.Model(inputs, outputs)
     path = str(tmp_path / "lambda.keras")
-    keras.Model(inputs, outputs).save(path)
+    model.save(path)
     with pytest.raises(GBPError) as raised:
         load_model(path)
     assert "safe mode" in str(raised.value) and "safe_mode=False" in str(raised.value)
-    assert load_model(path, safe_mode=False) is not None
+
+    loaded = load_model(path, safe_mode=False)
+    images = np.random.default_rng(0).normal(size=(3, 4, 4, 1)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(images, verbose=0),
+                               model.predict(images, verbose=0), rtol=1e-6, atol=1e-6)
+    # The Lambda really runs: the output is the Dense layer applied to twice the features.
+    kernel, bias = dense.get_weights()
+    doubled = 2.0 * np.asarray(keras.Model(inputs, features)(images)) @ kernel + bias
+    assert np.abs(doubled - bias).max() > 1e-3  # the features are not all zero
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), doubled, rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_sha256_matches_hashlib(tmp_path):

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from gbp_ops.reference_model import build_reference_model
+from demo.reference_model import build_reference_model
 from tests.gbp_ops.numpy_reference import numpy_guided_backprop
 from tests.gbp_ops.toy_models import plain_target_gradients
 

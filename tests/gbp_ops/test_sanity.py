@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from gbp_ops import GuidedBackprop, reduce_channels, sanity
-from gbp_ops.reference_model import build_reference_model
+from gbp_ops import GuidedBackprop, randomization, reduce_channels, sanity, similarity
+from gbp_ops.model_graph import clone_with_weights
+from demo.reference_model import build_reference_model
 from tests.gbp_ops.toy_models import random_images, randomize_batchnorm
 
 SIZE = 32
@@ -40,14 +41,14 @@ def _weights_by_layer(model):
 
 
 def test_units_group_batchnorm_with_its_weighted_layer_top_first(model):
-    assert sanity.randomization_units(model) == REFERENCE_UNITS
+    assert randomization.randomization_units(model) == REFERENCE_UNITS
 
 
 @pytest.mark.parametrize("mode", ["reinitialize", "permute"])
 def test_randomized_layers_differ_and_the_rest_are_identical(model, mode):
     original = _weights_by_layer(model)
     seen = []
-    for depth, names, randomized in sanity.cascading_randomization(model, 4, seed=0, mode=mode):
+    for depth, names, randomized in randomization.cascading_randomization(model, 4, seed=0, mode=mode):
         assert names == sum(REFERENCE_UNITS[:depth], ())
         assert randomized is not model
         seen.append(_weights_by_layer(randomized))
@@ -71,7 +72,7 @@ def test_randomized_layers_differ_and_the_rest_are_identical(model, mode):
 
 
 def test_reinitialize_resets_batchnorm_to_its_initial_state(model):
-    *_, (_, names, randomized) = sanity.cascading_randomization(model, 3)
+    *_, (_, names, randomized) = randomization.cascading_randomization(model, 3)
     assert "fc1_bn" in names
     gamma, beta, mean, variance = randomized.get_layer("fc1_bn").get_weights()
     np.testing.assert_array_equal(gamma, 1.0)
@@ -82,7 +83,7 @@ def test_reinitialize_resets_batchnorm_to_its_initial_state(model):
 
 def test_same_seed_same_weights_other_seed_other_weights(model):
     def top_kernel(seed):
-        _, _, randomized = next(sanity.cascading_randomization(model, 1, seed=seed))
+        _, _, randomized = next(randomization.cascading_randomization(model, 1, seed=seed))
         return randomized.get_layer("predictions").get_weights()[0]
 
     np.testing.assert_array_equal(top_kernel(3), top_kernel(3))
@@ -90,27 +91,27 @@ def test_same_seed_same_weights_other_seed_other_weights(model):
 
 
 def test_explicit_depth_layers_and_errors(model):
-    steps = list(sanity.cascading_randomization(model, ["fc2", ("conv6", "bn6")]))
+    steps = list(randomization.cascading_randomization(model, ["fc2", ("conv6", "bn6")]))
     assert [names for _, names, _ in steps] == [("fc2",), ("fc2", "conv6", "bn6")]
     with pytest.raises(ValueError, match="does not have"):
-        sanity.cascading_randomization(model, ["no_such_layer"])
+        randomization.cascading_randomization(model, ["no_such_layer"])
     with pytest.raises(ValueError, match="unknown randomization mode"):
-        sanity.cascading_randomization(model, mode="shuffle")
+        randomization.cascading_randomization(model, mode="shuffle")
 
 
 def test_spearman_hand_examples():
     a = np.array([[1.0, 2.0], [3.0, 4.0]])[None]
     # Ranks differ by d = (0, 1, 1, 0): rho = 1 - 6 * 2 / (4 * 15) = 0.8.
-    np.testing.assert_allclose(sanity.spearman_rank_correlation(a, [[[1.0, 3.0], [2.0, 4.0]]]),
+    np.testing.assert_allclose(similarity.spearman_rank_correlation(a, [[[1.0, 3.0], [2.0, 4.0]]]),
                                [0.8])
     # Ties get average ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4): 4.5 / sqrt(4.5 * 5).
     np.testing.assert_allclose(
-        sanity.spearman_rank_correlation([[[1.0, 2.0], [2.0, 3.0]]], a), [4.5 / np.sqrt(22.5)]
+        similarity.spearman_rank_correlation([[[1.0, 2.0], [2.0, 3.0]]], a), [4.5 / np.sqrt(22.5)]
     )
     # Absolute values are ranked: the sign of a map does not matter.
-    np.testing.assert_allclose(sanity.spearman_rank_correlation(-a, a), [1.0])
-    np.testing.assert_allclose(sanity.spearman_rank_correlation(a, 1.0 / a), [-1.0])
-    assert np.isnan(sanity.spearman_rank_correlation(a, np.zeros_like(a)))[0]
+    np.testing.assert_allclose(similarity.spearman_rank_correlation(-a, a), [1.0])
+    np.testing.assert_allclose(similarity.spearman_rank_correlation(a, 1.0 / a), [-1.0])
+    assert np.isnan(similarity.spearman_rank_correlation(a, np.zeros_like(a)))[0]
 
 
 def test_spearman_matches_scipy_with_ties():
@@ -119,34 +120,36 @@ def test_spearman_matches_scipy_with_ties():
     b = np.round(a + rng.normal(scale=0.8, size=a.shape), 1)
     expected = [scipy.stats.spearmanr(np.abs(x).ravel(), np.abs(y).ravel())[0]
                 for x, y in zip(a, b)]
-    np.testing.assert_allclose(sanity.spearman_rank_correlation(a, b), expected, rtol=1e-12)
+    np.testing.assert_allclose(similarity.spearman_rank_correlation(a, b), expected, rtol=1e-12)
 
 
 def test_ssim_identical_is_one_and_unrelated_is_lower():
     yy, xx = np.mgrid[0:32, 0:32]
     blob = np.exp(-((yy - 12.0) ** 2 + (xx - 20.0) ** 2) / 40.0)[None]
     noise = np.random.default_rng(0).random((1, 32, 32))
-    np.testing.assert_allclose(sanity.ssim(blob, blob), [1.0], atol=1e-6)
-    np.testing.assert_allclose(sanity.ssim(blob, 5.0 * blob), [1.0], atol=1e-6)  # max-scaled
-    assert sanity.ssim(blob, noise)[0] < 0.3
-    assert sanity.ssim(np.ones((1, 8, 8)), np.ones((1, 8, 8)))[0] == pytest.approx(1.0)
+    np.testing.assert_allclose(similarity.ssim(blob, blob), [1.0], atol=1e-6)
+    np.testing.assert_allclose(similarity.ssim(blob, 5.0 * blob), [1.0], atol=1e-6)  # max-scaled
+    assert similarity.ssim(blob, noise)[0] < 0.3
+    assert similarity.ssim(np.ones((1, 8, 8)), np.ones((1, 8, 8)))[0] == pytest.approx(1.0)
 
 
 def test_trained_maps_correlate_perfectly_with_themselves(model, images):
     maps = reduce_channels(GuidedBackprop(model, batch_size=8).explain(images))
     assert np.abs(maps).max() > 0
-    np.testing.assert_allclose(sanity.spearman_rank_correlation(maps, maps), 1.0)
-    np.testing.assert_allclose(sanity.ssim(maps, maps), 1.0, atol=1e-6)
+    np.testing.assert_allclose(similarity.spearman_rank_correlation(maps, maps), 1.0)
+    np.testing.assert_allclose(similarity.ssim(maps, maps), 1.0, atol=1e-6)
     # A plain clone explains exactly like the original: depth 0 has nothing random.
     clone_maps = reduce_channels(
-        GuidedBackprop(sanity.clone_with_weights(model), batch_size=8).explain(images)
+        GuidedBackprop(clone_with_weights(model), batch_size=8).explain(images)
     )
-    np.testing.assert_allclose(sanity.spearman_rank_correlation(maps, clone_maps), 1.0)
+    np.testing.assert_allclose(similarity.spearman_rank_correlation(maps, clone_maps), 1.0)
 
 
 def test_run_sanity_check_leaves_the_model_alone_and_gives_valid_rows(model, images):
     before = [np.array(w) for w in model.get_weights()]
-    rows = sanity.run_sanity_check(model, images, batch_size=8, depth_layers=2, seed=0)
+    rows = sanity.run_sanity_check(
+        model, images, explainer_for=lambda m: GuidedBackprop(m, batch_size=8), depth_layers=2,
+        seed=0)
     after = model.get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
     assert len(rows) == 2 * len(images)
@@ -154,9 +157,9 @@ def test_run_sanity_check_leaves_the_model_alone_and_gives_valid_rows(model, ima
     assert {row["randomized_layers"] for row in rows} == {"predictions", "predictions,fc2"}
     assert sorted({row["example_index"] for row in rows}) == list(range(len(images)))
     spearman = np.array([row["spearman"] for row in rows])
-    similarity = np.array([row["ssim"] for row in rows])
+    ssim_values = np.array([row["ssim"] for row in rows])
     assert np.all((spearman >= -1) & (spearman <= 1))
-    assert np.all((similarity >= -1) & (similarity <= 1.0 + 1e-6))
+    assert np.all((ssim_values >= -1) & (ssim_values <= 1.0 + 1e-6))
     assert spearman.std() > 0  # the randomization changed the maps
 
     table = sanity.summary(rows)
@@ -192,8 +195,8 @@ def test_nested_models_are_randomized_by_path():
     inputs = keras.Input((8, 8, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
     nested = keras.Model(inputs, keras.layers.Dense(3, name="head")(pooled))
-    assert sanity.randomization_units(nested) == [("head",), ("backbone/conv", "backbone/bn")]
-    *_, (_, names, randomized) = sanity.cascading_randomization(nested)
+    assert randomization.randomization_units(nested) == [("head",), ("backbone/conv", "backbone/bn")]
+    *_, (_, names, randomized) = randomization.cascading_randomization(nested)
     assert names == ("head", "backbone/conv", "backbone/bn")
     original = nested.get_layer("backbone").get_layer("conv").get_weights()[0]
     changed = randomized.get_layer("backbone").get_layer("conv").get_weights()[0]

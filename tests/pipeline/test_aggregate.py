@@ -3,7 +3,8 @@
 import numpy as np
 
 from gbp_ops import aggregates
-from pipeline import schema
+from pipeline.tables import saliency as saliency_table
+from pipeline.tables import stats as stats_table
 from pipeline.aggregate import group_keys, group_map_sums
 from pipeline.rows import AuditBatch
 
@@ -11,7 +12,7 @@ from pipeline.rows import AuditBatch
 def _batch(targets, correct, seed=0):
     rng = np.random.default_rng(seed)
     count = len(targets)
-    columns = {schema.TARGET: np.array(targets), schema.CORRECT: np.array(correct, object)}
+    columns = {saliency_table.TARGET: np.array(targets), saliency_table.CORRECT: np.array(correct, object)}
     return AuditBatch(columns, rng.standard_normal((count, 6, 5)).astype(np.float32),
                       rng.random((count, 3)), np.zeros((count, 6, 5, 3), np.uint8))
 
@@ -25,5 +26,5 @@ def test_group_map_sums_equal_each_groups_direct_sum():
     for key, members in group_keys(batch):
         expected = aggregates.fixed_point_maps(batch.maps[members]).sum(axis=0)
         np.testing.assert_array_equal(sums[key], expected)
-    assert (schema.GROUP_CLASS_CORRECT, 1, None) not in sums
+    assert (stats_table.GROUP_CLASS_CORRECT, 1, None) not in sums
     assert len(keys) == 1 + 3 + 5  # overall, 3 classes, 5 (class, correct) pairs present

@@ -12,8 +12,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import gcs_utils
 
-from pipeline import demo_assets
-from pipeline.demo_assets import (
+from demo import assets as demo_assets
+from demo.assets import (
     CLASS_NAMES,
     FEATURE_SPEC,
     ID_KEY,

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import pipeline
-from pipeline.demo_assets import synthesize_shapes, write_tfrecord_shards
+from demo.assets import synthesize_shapes, write_tfrecord_shards
 from tests.e2e import helpers
 
 

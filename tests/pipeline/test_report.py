@@ -11,8 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline import loader, report, schema
-from pipeline.demo_assets import synthesize_shapes, write_tfrecord_shards
+from demo.assets import synthesize_shapes, write_tfrecord_shards
+from pipeline import loader, rankings, report
+from pipeline.report import flags as report_flags
+from pipeline.tables import errors as errors_table
+from pipeline.tables import examples as examples_table
+from pipeline.tables import sanity as sanity_table
 from tests.e2e import helpers
 
 NUM_EXAMPLES = 24
@@ -33,20 +37,44 @@ def run(tmp_path_factory):
     return output, images
 
 
-def _sanity_rows():
-    return [{"depth": depth, "randomized_layers": ",".join(names[:depth]), "example_index": i,
-             "spearman": value - 0.01 * i, "ssim": value - 0.02 * i}
+def _write_sanity_table(output):
+    rows = [sanity_table.encode_row(
+                {"depth": depth, "randomized_layers": ",".join(names[:depth]),
+                 "spearman": value - 0.01 * i, "ssim": value - 0.02 * i}, f"id{i}")
             for names in [["predictions", "fc2", "fc1"]]
             for depth, value in ((1, 0.95), (2, 0.9), (3, 0.85)) for i in range(4)]
+    (output / "sanity").mkdir(exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=sanity_table.SANITY_SCHEMA),
+                   output / "sanity" / "sanity-00000-of-00001.parquet")
 
 
-def test_report_with_overlays_and_sanity(run):
+def _ranked_by_pandas(frame, column, ascending, count):
+    """The ranking rule written out in pandas: NaN and all-zero maps skipped, ties by id."""
+    alive = frame[(frame.total_mass > 0) & frame[column].notna()]
+    ordered = alive.sort_values([column, "example_id"], ascending=[ascending, True])
+    return list(ordered.example_id.astype(str))[:count]
+
+
+def test_examples_table_holds_the_best_ranked_examples_and_their_input_images(run):
     output, images = run
     frame = loader.load_saliency(str(output), maps=False)
-    top = report.collect_top_examples(frame, 3)
-    wanted = {i: images[i] for ids in top.values() for i in ids}
-    path = report.write_report(str(output), top_n=3, examples_images=wanted,
-                               sanity_rows=_sanity_rows())
+    shown = loader.load_table(str(output), "examples").sort_values(["ranking", "rank"])
+    top_n = 8  # the demo preset's output.report_top_n (the default)
+    for ranking, column, ascending in ((rankings.BY_BORDER, "border_share", False),
+                                       (rankings.BY_DIFFUSE, "top5_share", True)):
+        kept = shown[shown.ranking == ranking]
+        assert list(kept.example_id) == _ranked_by_pandas(frame, column, ascending, top_n)
+        assert list(kept["rank"]) == list(range(top_n))
+        for _, row in kept.iterrows():
+            np.testing.assert_array_equal(examples_table.decode_image(row.image_png),
+                                          images[row.example_id])
+
+
+def test_report_with_overlays_and_sanity(run, tmp_path):
+    output = tmp_path / "with-sanity"
+    shutil.copytree(run[0], output)
+    _write_sanity_table(output)
+    path = report.write_report(str(output))
     assert path == os.path.join(str(output), report.REPORT_HTML)
     text, sources = helpers.check_report_page(path)
 
@@ -58,8 +86,8 @@ def test_report_with_overlays_and_sanity(run):
         assert f"{row['class_name']} (class {int(row['class'])})" in text
     assert "report/hist_border_share.png" in sources
     assert "report/hist_top5_share.png" in sources and "report/hist_entropy.png" in sources
-    assert len([s for s in sources if s.startswith("report/top_")]) == 6
-    for example_id in wanted:
+    assert len([s for s in sources if s.startswith("report/top_")]) == 16
+    for example_id in loader.load_table(str(output), "examples").example_id:
         assert example_id in text
     # Overlays are three panels wide, maps alone are square-ish.
     with Image.open(os.path.join(str(output), "report/top_border_share_000.png")) as image:
@@ -71,6 +99,7 @@ def test_report_with_overlays_and_sanity(run):
 def test_report_without_images_replaces_stale_pictures(run, tmp_path):
     output = tmp_path / "copy"
     shutil.copytree(run[0], output)
+    shutil.rmtree(output / "examples")  # a run without the examples table
     stale = output / report.REPORT_DIR / "stale.png"
     stale.parent.mkdir(exist_ok=True)
     stale.write_bytes(b"not a png")
@@ -79,6 +108,7 @@ def test_report_without_images_replaces_stale_pictures(run, tmp_path):
     assert not stale.exists()
     assert sorted(os.listdir(output / report.REPORT_DIR)) == sorted(
         s.split("/")[1] for s in sources)
+    assert len([s for s in sources if s.startswith("report/top_")]) == 4
     assert "Sanity check" not in text and "Maps alone" in text
     with Image.open(os.path.join(str(output), "report/top_border_share_000.png")) as image:
         assert image.width < 1.5 * image.height
@@ -90,7 +120,7 @@ def test_dead_letters_by_stage_are_listed_and_escaped(run, tmp_path):
     errors = pa.Table.from_pylist(
         [{"example_id": "x1", "position": "s:1", "stage": "decode", "error": "bad <png>"},
          {"example_id": None, "position": "s:2", "stage": "parse", "error": "truncated"}],
-        schema=schema.ERRORS_SCHEMA)
+        schema=errors_table.ERRORS_SCHEMA)
     for old in (output / "errors").iterdir():
         old.unlink()
     pq.write_table(errors, output / "errors" / "errors-00000-of-00001.parquet")
@@ -103,17 +133,18 @@ def test_dead_letters_by_stage_are_listed_and_escaped(run, tmp_path):
     assert "bad &lt;png&gt;" in text and "bad <png>" not in text
 
 
-def test_collect_top_examples_ranks_skips_nan_and_dead_maps_and_breaks_ties_by_id():
+def test_rankings_skip_nan_and_dead_maps_and_break_ties_by_id():
     frame = pd.DataFrame({
         "example_id": ["a", "b", "c", "d", "e", "dead"],
         "border_share": [0.1, 0.9, np.nan, 0.9, 0.5, 0.0],
         "top5_share": [0.3, 0.2, 0.05, np.nan, 0.2, 0.0],
         "total_mass": [1.0, 2.0, 3.0, 4.0, 5.0, 0.0],
     })
-    top = report.collect_top_examples(frame, 3)
-    assert top[report.TOP_BORDER] == ["b", "d", "e"]
-    assert top[report.TOP_DIFFUSE] == ["c", "b", "e"]
-    assert report.collect_top_examples(frame, 0)[report.TOP_BORDER] == []
+    ids = frame.example_id.to_numpy()
+    scores = rankings.ranking_scores(lambda name: frame[name].to_numpy())
+    assert list(ids[rankings.best(scores[rankings.BY_BORDER], ids, 3)]) == ["b", "d", "e"]
+    assert list(ids[rankings.best(scores[rankings.BY_DIFFUSE], ids, 3)]) == ["c", "b", "e"]
+    assert len(rankings.best(scores[rankings.BY_BORDER], ids, 0)) == 0
 
 
 def _stats(classes, overall, box=None):
@@ -140,14 +171,14 @@ def _pooled(groups):
 def test_border_flag_compares_a_class_with_the_rest_of_the_dataset():
     classes = [(0, 100, 0.10, 0.03), (1, 100, 0.12, 0.03), (2, 50, 0.30, 0.05)]
     stats = _stats(classes, _pooled([c[1:] for c in classes]))
-    flags = report.border_flags(stats)
+    flags = report_flags.border_flags(stats)
     assert [flag.class_index for flag in flags] == [2]
     assert "c2 (class 2)" in flags[0].message and "2.7x" in flags[0].message
     # 1.5x the rest but within noise: a 3-example class is not flagged.
     noisy = [(0, 200, 0.10, 0.03), (1, 3, 0.20, 0.2)]
-    assert report.border_flags(_stats(noisy, _pooled([c[1:] for c in noisy]))) == []
+    assert report_flags.border_flags(_stats(noisy, _pooled([c[1:] for c in noisy]))) == []
     # One class: there is no rest to compare with.
-    assert report.border_flags(_stats([(0, 10, 0.5, 0.1)], (10, 0.5, 0.1))) == []
+    assert report_flags.border_flags(_stats([(0, 10, 0.5, 0.1)], (10, 0.5, 0.1))) == []
 
 
 def test_box_flag_needs_the_box_area_and_enough_boxed_examples():
@@ -155,7 +186,7 @@ def test_box_flag_needs_the_box_area_and_enough_boxed_examples():
     stats = _stats(classes, _pooled([c[1:] for c in classes]),
                    box=([0.05, 0.01, 0.10], [0.02, np.nan, 0.03]))
     frame = pd.DataFrame({"target": [0] + [1] * 10, "box_share": [0.01] + [0.1] * 10})
-    assert report.box_flags(stats, frame, None) == []
-    flags = report.box_flags(stats, frame, box_area_share=0.01)
+    assert report_flags.box_flags(stats, frame, None) == []
+    flags = report_flags.box_flags(stats, frame, box_area_share=0.01)
     assert [(flag.kind, flag.class_index) for flag in flags] == [("box", 1)]
     assert "10.0x" in flags[0].message and "10 boxed examples" in flags[0].message

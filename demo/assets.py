@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gbp_ops.reference_model import build_reference_model
+from demo.reference_model import build_reference_model
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The reference CNN from DESIGN.md (appendix): the binary classifier tests, demo and bench use."""
+"""The reference CNN: the binary Conv-BN-ReLU classifier that tests, the demo and the bench use."""
 
 import keras
 

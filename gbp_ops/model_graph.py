@@ -1,0 +1,42 @@
+"""Walking and cloning Keras models, nested models included: shared by the guided rewrite and
+the sanity check's randomization, so both name layers the same way."""
+
+import keras
+
+
+def walk_layers(model, prefix=""):
+    """Yields ``(path, layer)`` for every layer, depth first, nested models included (the
+    nested model itself first, then its layers). Paths look like ``outer/inner/layer``."""
+    for layer in model.layers:
+        path = f"{prefix}{layer.name}"
+        yield path, layer
+        if isinstance(layer, keras.Model):
+            yield from walk_layers(layer, prefix=f"{path}/")
+
+
+def leaf_layers(model):
+    """Yields ``(path, layer)`` for every layer that is not itself a model, in graph order."""
+    return ((path, layer) for path, layer in walk_layers(model)
+            if not isinstance(layer, keras.Model))
+
+
+def copy_layer(layer):
+    """A fresh layer built from ``layer``'s config (no weights yet)."""
+    return layer.__class__.from_config(layer.get_config())
+
+
+def clone_with_weights(model, clone_layer=None):
+    """A clone of ``model`` (nested models cloned too) carrying a copy of its weights.
+
+    Args:
+        model: a Functional or Sequential ``keras.Model``.
+        clone_layer: optional ``layer -> new layer``; defaults to a copy from the layer's
+            config. A replacement must hold the same weights as the layer it replaces.
+
+    Returns:
+        The new ``keras.Model``; ``model`` is not modified.
+    """
+    clone = keras.models.clone_model(model, clone_function=clone_layer or copy_layer,
+                                     recursive=True)
+    clone.set_weights(model.get_weights())
+    return clone

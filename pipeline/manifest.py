@@ -1,0 +1,101 @@
+"""``manifest.json``: the one builder of every field, and its reader.
+
+Preflight builds the fields known before the run (``base_fields``); the publish step adds what
+the run found (``final_fields``). Light: no Beam or TensorFlow at import.
+"""
+
+import json
+import platform
+
+from pipeline import paths
+from pipeline.config import jsonable
+
+MANIFEST = "manifest.json"  # beside the table folders in every output directory
+METHOD_GUIDED_BACKPROP = "guided_backprop"
+
+
+def versions():
+    """Versions of the stack, for the manifest."""
+    import importlib.metadata as metadata
+
+    found = {"python": platform.python_version()}
+    for package in ("gbp-audit", "tensorflow", "keras", "apache-beam", "numpy", "pyarrow",
+                    "tensorflow-datasets"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def base_fields(config, explainer, class_names, map_shape, model_sha256):
+    """Fields known before the run: config, versions, model, explained space and shapes.
+
+    Args:
+        config: the RunConfig.
+        explainer: the configured explainer (``GuidedBackprop`` interface).
+        class_names: tuple of label names (may be empty).
+        map_shape: ``(h, w)`` of the stored maps.
+        model_sha256: hex digest of the model file.
+    """
+    return {
+        "config": config.to_dict(),
+        "versions": versions(),
+        "method": METHOD_GUIDED_BACKPROP,
+        "model_sha256": model_sha256,
+        "guided_sites": [f"{site.layer}: {site.form}" for site in explainer.guided_sites],
+        "unguided_sites": [site.layer for site in explainer.unguided_sites],
+        "explained_space": explainer.explained_space,
+        "input_shape": list(explainer.input_shape),
+        "map_shape": list(map_shape),
+        "class_names": list(class_names),
+    }
+
+
+def table_metadata(base, map_dtype):
+    """The metadata stored in the saliency table's Parquet schema."""
+    return {**base, "map_dtype": map_dtype}
+
+
+def count_fields(counts):
+    """Counts for the manifest; ``reconciled`` says input == saliency rows + errors."""
+    counts = {name: int(value) for name, value in sorted(counts.items())}
+    inputs = counts.get("input_records", 0) + counts.get("damaged_shards", 0)
+    counts["input"] = inputs
+    counts["reconciled"] = inputs == counts.get("saliency_rows", 0) + counts.get("errors", 0)
+    return counts
+
+
+def final_fields(base, counts, sanity_rows, wall_time_seconds, published_files):
+    """The whole manifest once the run has published.
+
+    Args:
+        base: ``base_fields``.
+        counts: dict name -> int (see ``count_fields``).
+        sanity_rows: rows of ``gbp_ops.sanity.run_sanity_check`` (empty: no sanity check).
+        wall_time_seconds: float.
+        published_files: ``<table>/<file name>`` strings.
+    """
+    manifest = dict(base)
+    manifest["counts"] = count_fields(counts)
+    if sanity_rows:
+        from gbp_ops import sanity
+
+        summary = sanity.summary(sanity_rows)
+        manifest["sanity"] = {"verdict": sanity.verdict(summary), "by_depth": jsonable(summary)}
+    manifest["wall_time_seconds"] = round(wall_time_seconds, 3)
+    manifest["files"] = list(published_files)
+    return manifest
+
+
+def write(output_dir, manifest):
+    paths.write_text(paths.join(output_dir, MANIFEST), json.dumps(manifest, indent=2,
+                                                                  sort_keys=True))
+
+
+def read(output_dir):
+    """The run's manifest as a dict, or ``{}`` when the run has not published one."""
+    try:
+        return json.loads(paths.read_text(paths.join(output_dir, MANIFEST)))
+    except FileNotFoundError:
+        return {}
