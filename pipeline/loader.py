@@ -58,7 +58,7 @@ def load_saliency(path, classes=None, correct=None, columns=None, maps=True, exa
     if example_ids is not None:
         wanted = ds.field(saliency_table.EXAMPLE_ID).isin([str(i) for i in example_ids])
         condition = wanted if condition is None else condition & wanted
-    map_column, scale_column = saliency_table.SALIENCY, saliency_table.SALIENCY_SCALE
+    map_column, scale_column = saliency_table.SALIENCY_MAP, saliency_table.SALIENCY_SCALE
     if columns is not None and maps and map_column in columns and (
             scale_column in dataset.schema.names):
         columns = [*columns, scale_column]  # needed to unscale float16/uint8 maps

@@ -14,6 +14,27 @@ def sample_key(example_id):
     return hashlib.sha1(example_id.encode("utf-8")).hexdigest()
 
 
+def check_inputs(config, examples):
+    """What the sanity check explains, exactly as the audit does.
+
+    Args:
+        config: the RunConfig.
+        examples: PreparedExamples of the sample.
+
+    Returns:
+        ``(examples, model, images, targets, explainer_for)``: the examples sorted by id, the
+        loaded ``keras.Model``, float32 ``(N, H, W, C)`` inputs, int32 ``(N,)`` targets
+        (-1: predicted) and the audit's ``keras.Model -> explainer`` mapping.
+    """
+    from pipeline import explainers
+
+    examples = sorted(examples, key=lambda example: example.example_id)
+    images = np.stack([example.image for example in examples])
+    targets = np.array([example.target for example in examples], np.int32)
+    return (examples, explainers.load_configured_model(config), images, targets,
+            lambda model: explainers.explainer_for_model(config, model))
+
+
 class RunSanityCheckDoFn(beam.DoFn):
     """A list of PreparedExamples -> ``sanity`` table rows."""
 
@@ -24,22 +45,17 @@ class RunSanityCheckDoFn(beam.DoFn):
         import tensorflow as tf
 
         from gbp_ops import sanity
-        from pipeline import explainers
 
         config = self._config
-        examples = sorted(examples, key=lambda example: example.example_id)
-        model = explainers.load_configured_model(config)
-        images = np.stack([example.image for example in examples])
-        targets = np.array([example.target for example in examples], np.int32)
+        examples, model, images, targets, explainer_for = check_inputs(config, examples)
         logger = tf.get_logger()
         previous_level = logger.level
         logger.setLevel("ERROR")  # every depth traces its own explainer, by design
         try:
             rows = sanity.run_sanity_check(
-                model, images, targets,
-                explainer_for=lambda candidate: explainers.explainer_for_model(config, candidate),
-                mode=config.sanity.mode, seed=config.sanity.seed,
-                reduction=config.explain.reduction, depth_layers=config.sanity.depth)
+                model, images, targets, explainer_for=explainer_for, mode=config.sanity.mode,
+                seed=config.sanity.seed, reduction=config.explain.reduction,
+                depth_layers=config.sanity.depth)
         finally:
             logger.setLevel(previous_level)
         for row in rows:

@@ -113,6 +113,6 @@ def _maps_of(output_dir, example_ids):
     if not example_ids:
         return {}
     frame = loader.load_saliency(output_dir, columns=[saliency_table.EXAMPLE_ID,
-                                                      saliency_table.SALIENCY],
+                                                      saliency_table.SALIENCY_MAP],
                                  example_ids=example_ids)
-    return dict(zip(frame[saliency_table.EXAMPLE_ID].astype(str), frame[saliency_table.SALIENCY]))
+    return dict(zip(frame[saliency_table.EXAMPLE_ID].astype(str), frame[saliency_table.SALIENCY_MAP]))

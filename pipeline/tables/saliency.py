@@ -24,7 +24,7 @@ TARGET = "target"
 TARGET_SCORE = "target_score"
 TARGET_PROB = "target_prob"
 CORRECT = "correct"
-SALIENCY = "saliency"
+SALIENCY_MAP = "saliency"
 SALIENCY_SCALE = "saliency_scale"
 BOX_AREA = "box_area"  # share of the map's pixels inside the example's box
 
@@ -52,7 +52,7 @@ def arrow_schema(map_shape, map_dtype, metadata):
         pa.field(TARGET_SCORE, pa.float32()),
         pa.field(TARGET_PROB, pa.float32()),
         pa.field(CORRECT, pa.bool_()),
-        pa.field(SALIENCY, pa.list_(MAP_ARROW_TYPES[map_dtype], height * width)),
+        pa.field(SALIENCY_MAP, pa.list_(MAP_ARROW_TYPES[map_dtype], height * width)),
     ]
     if map_dtype in SCALED_MAP_DTYPES:
         fields.append(pa.field(SALIENCY_SCALE, pa.float32()))
@@ -64,7 +64,7 @@ def arrow_schema(map_shape, map_dtype, metadata):
 def plain_columns(map_dtype):
     """Columns the Parquet sink writes without dictionary encoding or statistics: the float
     map column (near-unique values); uint8 codes compress better with the dictionary left on."""
-    return (SALIENCY,) if map_dtype != "uint8" else ()
+    return (SALIENCY_MAP,) if map_dtype != "uint8" else ()
 
 
 def encode(batch, schema, map_dtype):
@@ -90,7 +90,7 @@ def encode(batch, schema, map_dtype):
         arrays[SALIENCY_SCALE] = pa.array(scales)
     else:
         flat = batch.maps.reshape(-1)
-    arrays[SALIENCY] = pa.FixedSizeListArray.from_arrays(pa.array(flat), height * width)
+    arrays[SALIENCY_MAP] = pa.FixedSizeListArray.from_arrays(pa.array(flat), height * width)
     for index, name in enumerate(AGGREGATED_STATISTICS):
         arrays[name] = pa.array(batch.statistics[:, index], type=pa.float64(), from_pandas=True)
     return pa.Table.from_arrays([arrays[field.name] for field in schema], schema=schema)
@@ -106,7 +106,7 @@ def decode_maps(frame, metadata):
     """The ``saliency`` column of a DataFrame as a list of float32 ``(h, w)`` maps, undoing the
     per-row scaling of float16 and uint8 maps (needs ``saliency_scale`` when stored)."""
     height, width = metadata["map_shape"]
-    flat = frame[SALIENCY]
+    flat = frame[SALIENCY_MAP]
     if not len(flat):
         return flat
     stacked = np.stack(flat.to_numpy()).reshape(-1, height, width)

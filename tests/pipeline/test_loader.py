@@ -74,3 +74,22 @@ def test_load_stats_reshapes_non_square_maps_with_the_manifest_shape(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"map_shape": [2, 3]}))
     loaded = pipeline.load_stats(str(tmp_path)).mean_map.iloc[0]
     np.testing.assert_array_equal(loaded, mean_map.reshape(2, 3))
+
+
+def test_loaders_import_neither_tensorflow_keras_nor_beam(outputs):
+    """A pandas user reading results must not pay for TensorFlow, Keras or Beam."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, pipeline\n"
+        f"path = {str(outputs['float16'])!r}\n"
+        "assert len(pipeline.load_saliency(path)) == 24\n"
+        "assert len(pipeline.load_stats(path)) > 0\n"
+        "assert len(pipeline.load_errors(path)) == 0\n"
+        "print(sorted(m for m in ('tensorflow', 'keras', 'apache_beam') if m in sys.modules))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               cwd=helpers.REPO, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.strip().splitlines()[-1] == "[]"
