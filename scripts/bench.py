@@ -3,7 +3,7 @@
 Usage:  .venv/bin/python scripts/bench.py [--images 2000] [--workdir DIR] [--beam-args "..."]
                                          [--worker-threads N]
 
-Measured in one invocation, on the reference model (DESIGN.md appendix) at 128x128, batch 32:
+Measured in one invocation, on the reference model (demo/reference_model.py) at 128x128, batch 32:
   1. kernel:   gbp_ops.GuidedBackprop.explain on in-memory batches;
   2. pipeline: `python -m pipeline` on FnApiRunner, TFRecord JPEG shards -> Parquet, on N and
                10xN images: wall-clock throughput at 10xN (start-up included), incremental
