@@ -9,7 +9,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from gbp_ops.statistics import STATISTIC_NAMES
-from pipeline import build, config, model_handler, preflight
+from pipeline import build, config, explainers, preflight
 from demo.assets import synthesize_shapes, write_tfrecord_shards
 from tests.e2e import helpers
 
@@ -189,19 +189,20 @@ def _run_and_query(plan, runner_args=()):
 @pytest.mark.parametrize("runner_args", [
     [], ["--direct_running_mode=multi_threading", "--direct_num_workers=2"]],
     ids=["one_thread", "two_threads_share_the_model"])
-def test_model_built_once_per_worker_process(dataset, tmp_path, monkeypatch, runner_args):
+def test_model_built_once_for_preflight_and_the_run(dataset, tmp_path, monkeypatch, runner_args):
+    """Preflight and the local run's bundle threads share one explainer (one model build)."""
     built = []
-    real_builder = model_handler.build_explainer
+    real_builder = explainers.build_explainer
 
     def counting_builder(run_config):
         built.append(run_config.model.path)
         return real_builder(run_config)
 
-    monkeypatch.setattr(model_handler, "build_explainer", counting_builder)
+    monkeypatch.setattr(explainers, "build_explainer", counting_builder)
     run_config = config.load_config(helpers.DEMO_PRESET, [
         f"source.pattern={dataset['pattern']}", f"model.path={dataset['model_path']}",
         f"output.path={tmp_path / 'out'}", "explain.batch_size=4"])
-    plan = preflight.preflight(run_config, explainer_builder=real_builder)
+    plan = preflight.preflight(run_config)
     counter = _run_and_query(plan, runner_args)
     assert counter("batches_explained") >= NUM_EXAMPLES // 4
     assert counter("models_built") == 1
