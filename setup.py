@@ -32,5 +32,6 @@ setuptools.setup(
     python_requires=">=3.10,<3.13",
     packages=setuptools.find_packages(include=["gbp_ops", "gbp_ops.*", "pipeline", "pipeline.*"]),
     install_requires=INSTALL_REQUIRES,
+    entry_points={"console_scripts": ["gbp-audit=pipeline.cli:console_main"]},
     extras_require=EXTRAS_REQUIRE,
 )

@@ -1,4 +1,4 @@
-"""``python -m pipeline --config configs/demo.yaml [--set k=v] [Beam flags]``."""
+"""``python -m pipeline``, the same as the ``gbp-audit`` command."""
 
 import sys
 

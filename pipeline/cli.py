@@ -1,4 +1,5 @@
-"""``python -m pipeline``: our flags first, every other flag passes to Beam's PipelineOptions.
+"""``gbp-audit`` (or ``python -m pipeline``): our flags first, every other flag passes to Beam's
+PipelineOptions.
 
 Mistakes a user can make (bad config, missing input, unusable model, unwritable output) end
 with one line on stderr and exit code 2; ``--debug`` shows the traceback.
@@ -23,7 +24,7 @@ LOCAL_WORKERS = 2
 def parse_args(argv):
     """Splits argv into our options and the pass-through Beam flags."""
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline",
+        prog="gbp-audit",
         description="Audit a dataset with guided-backprop saliency maps; writes Parquet.",
         epilog="Unknown flags (e.g. --runner DataflowRunner --project P) go to Beam.",
     )
@@ -32,7 +33,20 @@ def parse_args(argv):
                         metavar="SECTION.FIELD=VALUE", help="override one config field")
     parser.add_argument("--output", help="output directory (same as --set output.path=...)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow, absl and Beam log lines")
+    parser.add_argument("--version", action="version", version=f"gbp-audit {version()}")
     return parser.parse_known_args(argv)
+
+
+def version():
+    """The installed gbp-audit version."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("gbp-audit")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _has_flag(beam_args, name):
@@ -127,6 +141,13 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    if any(flag in argv for flag in ("--version", "-h", "--help")):
+        parse_args(argv)  # prints and exits before anything heavy is imported
+    if "--verbose" not in argv:
+        from pipeline import quiet
+
+        quiet.import_tensorflow_quietly()
+        quiet.quiet_loggers()
     from gbp_ops import GBPError
     from pipeline.config import ConfigError
     from pipeline.preflight import PreflightError
@@ -150,3 +171,8 @@ def main(argv=None):
         return 0
     print(summary(manifest))
     return 0 if manifest["counts"]["reconciled"] else EXIT_RUN_FAILED
+
+
+def console_main():
+    """The ``gbp-audit`` console command."""
+    sys.exit(main())

@@ -6,6 +6,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from pipeline import quiet  # noqa: E402
+
+quiet.import_tensorflow_quietly()
+
 from demo.assets import build_demo_assets  # noqa: E402
 
 if __name__ == "__main__":

@@ -4,4 +4,4 @@
 # Extra arguments go to the pipeline, e.g. ./scripts/demo.sh --set explain.batch_size=64
 source "$(dirname "$0")/_venv.sh" ""
 python scripts/build_demo_assets.py .cache/demo
-exec python -m pipeline --config configs/demo.yaml "$@"
+exec gbp-audit --config configs/demo.yaml "$@"
