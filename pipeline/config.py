@@ -49,10 +49,17 @@ class SourceConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PreprocessConfig:
-    """How an image becomes a model input: resize, channel conversion, scaling."""
+    """How an image becomes a model input: size check, decode, resize, channel conversion,
+    scaling."""
 
     scaling: str = "unit"
     resize_method: str = "bilinear"
+    # Width x height read from the image header before decoding; a larger image becomes a
+    # dead letter at stage 'decode' and is never decoded. 0 turns the check off.
+    max_pixels: int = 50_000_000
+    # JPEGs decode at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling) when that still covers the
+    # model input, then resize; false decodes them at full size.
+    scaled_jpeg_decode: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,6 +252,8 @@ def validate(config):
     _one_of(source.on_corrupt_shard, CORRUPT_SHARD_POLICIES, "source.on_corrupt_shard")
     _one_of(config.preprocess.scaling, SCALINGS, "preprocess.scaling")
     _one_of(config.preprocess.resize_method, RESIZE_METHODS, "preprocess.resize_method")
+    _require(config.preprocess.max_pixels >= 0, "preprocess.max_pixels",
+             "expected an integer >= 0 (0 turns the size check off)")
     _require(bool(config.model.path), "model.path", "a .keras or .h5 model path is required")
     _require(
         explain.target in TARGET_POLICIES or config.fixed_target is not None,

@@ -4,9 +4,9 @@ import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 
+from pipeline.decode import StageError, decode_image
 from pipeline.read import DEAD_LETTERS
 from pipeline.records import (
-    STAGE_DECODE,
     STAGE_PARSE,
     STAGE_PREPROCESS,
     DeadLetter,
@@ -14,19 +14,12 @@ from pipeline.records import (
     RawExample,
 )
 
+__all__ = ["StageError", "decode_image"]  # re-exported: callers import them from here too
+
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], np.float32)
 RGB_TO_GRAY = np.array([0.2989, 0.5870, 0.1140], np.float32)
-
-
-class StageError(ValueError):
-    """A per-record failure at a named stage; becomes a dead letter."""
-
-    def __init__(self, stage, message, example_id=None):
-        super().__init__(message)
-        self.stage = stage
-        self.example_id = example_id
 
 
 def _feature_values(feature):
@@ -84,37 +77,6 @@ def tfds_features_to_raw(position, features, source):
                       None if box is None else np.asarray(box, np.float32).reshape(4))
 
 
-def decode_image(image, source):
-    """Encoded/raw bytes (or an already decoded array) -> numpy ``(H, W, C)``.
-
-    Returns:
-        uint8 for encoded and uint8-raw images; float32 in [0, 1] for float32-raw images.
-
-    Raises:
-        StageError(decode): undecodable bytes, or raw bytes that do not fit ``raw_shape``.
-    """
-    if isinstance(image, np.ndarray):
-        array = image
-    elif source.image_encoding == "raw":
-        dtype = np.dtype(source.raw_dtype)
-        expected = int(np.prod(source.raw_shape)) * dtype.itemsize
-        if len(image) != expected:
-            raise StageError(STAGE_DECODE, f"raw image has {len(image)} bytes; "
-                             f"shape {list(source.raw_shape)} of {dtype} needs {expected}")
-        array = np.frombuffer(image, dtype).reshape(source.raw_shape)
-    else:
-        try:
-            array = tf.io.decode_image(image, expand_animations=False).numpy()
-        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-            message = error.message.strip().splitlines()[0] if error.message else "invalid"
-            raise StageError(STAGE_DECODE, f"cannot decode image: {message}") from error
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or min(array.shape[:2]) < 1:
-        raise StageError(STAGE_DECODE, f"image shape {list(array.shape)} is not (H, W, 1|3|4)")
-    return array
-
-
 def to_pixel_range(image):
     """float32 ``(H, W, C)`` in [0, 255]: uint8 as is, float images taken as [0, 1]."""
     if image.dtype == np.uint8:
@@ -161,6 +123,16 @@ def preprocess_image(image, input_shape, preprocess):
     return preprocess_with_display(image, input_shape, preprocess)[0]
 
 
+def resize_uint8(image, size, method):
+    """uint8 ``(H, W, C)`` -> float32 ``(*size, C)`` in [0, 255], equal to resizing the image
+    as float32, without ever holding it as float32 at full size.
+
+    TensorFlow's resize kernels read uint8 directly and interpolate in float32, so this is
+    bit-identical to ``tf.image.resize(image.astype(np.float32), size, method)``.
+    """
+    return np.asarray(tf.image.resize(image, size, method=method), np.float32)
+
+
 def preprocess_with_display(image, input_shape, preprocess):
     """Like ``preprocess_image``, also returning the resized uint8 ``(H, W, 3)`` image that
     reports draw maps on."""
@@ -169,12 +141,19 @@ def preprocess_with_display(image, input_shape, preprocess):
     # the checks and rounding below would be wasted work on every example.
     exact = (image.dtype == np.uint8 and image.shape[:2] == (height, width)
              and (channels == 3 or image.shape[-1] == 1))
-    pixels = to_pixel_range(image)
-    if not exact and not np.isfinite(pixels).all():
-        raise StageError(STAGE_PREPROCESS, "image has non-finite (NaN or inf) pixel values")
-    pixels = convert_channels(pixels, channels)
-    if pixels.shape[:2] != (height, width):
-        pixels = tf.image.resize(pixels, (height, width), method=preprocess.resize_method).numpy()
+    if image.dtype == np.uint8 and image.shape[:2] != (height, width):
+        # A large photo becomes float32 only at the model's size: dropping alpha and resizing
+        # first keeps the full-size image at 1 byte per sample.
+        pixels = resize_uint8(image[..., :3], (height, width), preprocess.resize_method)
+        pixels = convert_channels(pixels, channels)
+    else:
+        pixels = to_pixel_range(image)
+        if not exact and not np.isfinite(pixels).all():
+            raise StageError(STAGE_PREPROCESS, "image has non-finite (NaN or inf) pixel values")
+        pixels = convert_channels(pixels, channels)
+        if pixels.shape[:2] != (height, width):
+            pixels = tf.image.resize(pixels, (height, width),
+                                     method=preprocess.resize_method).numpy()
     display = (pixels.astype(np.uint8) if exact
                else np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
     if display.shape[-1] == 1:
@@ -205,8 +184,8 @@ def prepare_example(record, config, input_shape):
     else:
         raw = tfds_features_to_raw(record.position, record.payload, source)
     try:
-        image, display = preprocess_with_display(decode_image(raw.image, source), input_shape,
-                                                 config.preprocess)
+        decoded = decode_image(raw.image, source, config.preprocess, input_shape[:2])
+        image, display = preprocess_with_display(decoded, input_shape, config.preprocess)
         target = resolve_target(config.explain.target, config.fixed_target, raw.label)
     except StageError as error:
         error.example_id = raw.example_id  # known once parsed; name the dead letter by it

@@ -1,11 +1,11 @@
-"""``report.html``: an offline picture book of one finished audit run.
+"""``report.html``: a self-contained, offline picture book of one finished audit run.
 
 The launcher renders it after the job, from the published outputs (``manifest.json`` and the
 ``stats``, ``saliency``, ``errors``, ``sanity`` and ``examples`` tables): the counts, flags
 (``pipeline.report.flags``), per-class mean maps and histograms, the most suspicious examples
-drawn over their input images, and the sanity check. The page has inline CSS and relative
-image links under ``report/`` only (no scripts, no network). Every path goes through
-``pipeline.paths``, so ``gs://`` works.
+drawn over their input images, and the sanity check. It is one file: CSS inline and every
+image a ``data:`` URI (no scripts, no links), so it can be mailed, attached to a ticket or
+opened from a bucket. Every path goes through ``pipeline.paths``, so ``gs://`` works.
 """
 
 from gbp_ops.statistics import BOX_SHARE, border_band_pixels
@@ -17,22 +17,12 @@ from pipeline.tables import saliency as saliency_table
 from pipeline.tables import stats as stats_table
 
 REPORT_HTML = "report.html"
-REPORT_DIR = "report"
-
-
-class _ImageFiles:
-    """Writes the report's PNGs under ``<output>/report/``; returns their relative links."""
-
-    def __init__(self, output_dir):
-        self._output_dir = output_dir
-
-    def add(self, png_bytes, name):
-        paths.write_bytes(paths.join(self._output_dir, REPORT_DIR, name), png_bytes)
-        return f"{REPORT_DIR}/{name}"
+# Where reports before the one-file page kept their PNGs; removed when a report is written.
+LEGACY_REPORT_DIR = "report"
 
 
 def write_report(output_dir, top_n=8, box_area_share=None):
-    """Writes ``<output_dir>/report.html`` and its PNGs under ``<output_dir>/report/``.
+    """Writes ``<output_dir>/report.html``, one self-contained file.
 
     Args:
         output_dir: a finished run's output directory (local or gs://...).
@@ -47,14 +37,11 @@ def write_report(output_dir, top_n=8, box_area_share=None):
     Raises:
         FileNotFoundError: the run's stats or saliency tables are missing.
     """
-    report_dir = paths.join(output_dir, REPORT_DIR)
-    paths.delete(paths.match(paths.join(report_dir, "*.png")))  # no stale pictures
-    paths.make_dirs(report_dir)
+    paths.delete([paths.join(output_dir, LEGACY_REPORT_DIR)])  # no stale pictures
     run = manifest.read(output_dir)
     stats = loader.load_stats(output_dir)
     frame = loader.load_saliency(output_dir, maps=False)
     errors = loader.load_errors(output_dir)
-    images = _ImageFiles(output_dir)
     band = 0
     if len(stats):
         height, width = stats[stats_table.MEAN_MAP].iloc[0].shape
@@ -71,13 +58,13 @@ def write_report(output_dir, top_n=8, box_area_share=None):
         sections.flags_section(flags.border_flags(stats),
                                flags.box_flags(stats, frame, box_area_share),
                                has_box, box_area_share),
-        sections.classes_section(stats, images, band),
-        sections.histograms_section(stats, images),
-        sections.examples_section(frame, shown, maps, images),
+        sections.classes_section(stats, band),
+        sections.histograms_section(stats),
+        sections.examples_section(frame, shown, maps),
     ]
     sanity_rows = _optional_table(output_dir, tables.SANITY)
     if sanity_rows is not None:
-        parts.append(sections.sanity_section(sanity_rows.to_dict("records"), images))
+        parts.append(sections.sanity_section(sanity_rows.to_dict("records")))
     report_path = paths.join(output_dir, REPORT_HTML)
     paths.write_bytes(report_path, page(run, parts).encode("utf-8"))
     return report_path
@@ -115,4 +102,5 @@ def _maps_of(output_dir, example_ids):
     frame = loader.load_saliency(output_dir, columns=[saliency_table.EXAMPLE_ID,
                                                       saliency_table.SALIENCY_MAP],
                                  example_ids=example_ids)
-    return dict(zip(frame[saliency_table.EXAMPLE_ID].astype(str), frame[saliency_table.SALIENCY_MAP]))
+    return dict(zip(frame[saliency_table.EXAMPLE_ID].astype(str),
+                    frame[saliency_table.SALIENCY_MAP]))

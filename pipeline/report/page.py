@@ -1,5 +1,6 @@
 """HTML building blocks of the report: escaping, numbers, tables, figures and the page."""
 
+import base64
 import html
 
 import numpy as np
@@ -20,6 +21,11 @@ figcaption { font-size: .8em; max-width: 600px; word-break: break-all; }
            padding: .5em .8em; }
 .note { color: #555; font-size: .9em; }
 """
+
+
+def png_data_uri(png_bytes):
+    """PNG bytes -> a ``data:`` URI, so the page needs no files beside it."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes).decode("ascii")
 
 
 def esc(value):

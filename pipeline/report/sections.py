@@ -1,7 +1,5 @@
-"""The report's sections, each an HTML string built from a finished run's outputs.
-
-``images`` is the report's image sink: ``images.add(png_bytes, name) -> link``.
-"""
+"""The report's sections, each an HTML string built from a finished run's outputs; pictures
+are embedded as ``data:`` URIs."""
 
 import numpy as np
 
@@ -9,7 +7,7 @@ from gbp_ops import statistics
 from pipeline import rankings
 from pipeline.report import figures
 from pipeline.report.flags import BORDER_RATIO, SIGNIFICANCE_Z, class_label, class_rows, overall_row
-from pipeline.report.page import esc, figure_html, number, table
+from pipeline.report.page import esc, figure_html, number, png_data_uri, table
 from pipeline.tables import errors as errors_table
 from pipeline.tables import saliency as saliency_table
 from pipeline.tables import stats as stats_table
@@ -73,7 +71,7 @@ def flags_section(border, box, has_box, box_area_share):
     return "\n".join(parts)
 
 
-def classes_section(stats, images, band):
+def classes_section(stats, band):
     by_class = class_rows(stats)
     overall = overall_row(stats)
     columns = [f"{name}_mean" for name in SHOWN_HISTOGRAMS]
@@ -92,14 +90,13 @@ def classes_section(stats, images, band):
     for _, row in by_class.iterrows():
         title = f"{class_label(row)}, n={int(row[stats_table.COUNT])}"
         figure = figures.mean_map_figure(row[stats_table.MEAN_MAP], title, band)
-        link = images.add(figures.figure_png(figure),
-                          f"mean_map_class_{int(row[stats_table.CLASS])}.png")
+        link = png_data_uri(figures.figure_png(figure))
         shown.append(figure_html(link, f"mean map: {title}"))
     parts.append('<div class="grid">' + "".join(shown) + "</div>")
     return "\n".join(parts)
 
 
-def histograms_section(stats, images):
+def histograms_section(stats):
     by_class = class_rows(stats)
     shown = []
     for stat in SHOWN_HISTOGRAMS:
@@ -110,8 +107,7 @@ def histograms_section(stats, images):
                                                 else False)]
         if not len(present):
             continue
-        link = images.add(figures.figure_png(figures.histogram_figure(present, stat)),
-                          f"hist_{stat}.png")
+        link = png_data_uri(figures.figure_png(figures.histogram_figure(present, stat)))
         shown.append(figure_html(link, f"{stat} per class"))
     if not shown:
         return ""
@@ -130,7 +126,7 @@ def _caption(row):
     return "; ".join(parts)
 
 
-def examples_section(frame, shown, maps, images):
+def examples_section(frame, shown, maps):
     """The best examples of each ranking.
 
     Args:
@@ -138,7 +134,6 @@ def examples_section(frame, shown, maps, images):
         shown: dict ranking -> list of ``(example_id, uint8 (H, W, 3) image or None)``, best
             first.
         maps: dict example_id -> float32 ``(h, w)`` map.
-        images: the report's image sink.
     """
     by_id = frame.assign(**{saliency_table.EXAMPLE_ID:
                             frame[saliency_table.EXAMPLE_ID].astype(str)})
@@ -155,7 +150,7 @@ def examples_section(frame, shown, maps, images):
             if example_id not in maps or example_id not in by_id.index:
                 continue
             picture = figures.example_picture(maps[example_id], image)
-            link = images.add(figures.picture_png(picture), f"top_{ranking}_{rank:03d}.png")
+            link = png_data_uri(figures.picture_png(picture))
             pictures.append(figure_html(
                 link, f"#{rank + 1} {example_id}: {_caption(by_id.loc[example_id])}"))
         parts.append(f"<h3>{esc(title)}</h3>")
@@ -164,7 +159,7 @@ def examples_section(frame, shown, maps, images):
     return "\n".join(parts)
 
 
-def sanity_section(sanity_rows, images):
+def sanity_section(sanity_rows):
     from gbp_ops import sanity
 
     summary_by_depth = sanity.summary(sanity_rows)
@@ -176,8 +171,7 @@ def sanity_section(sanity_rows, images):
              "the model learned.</p>",
              f'<p class="verdict">{esc(sanity.verdict(summary_by_depth))}</p>']
     if summary_by_depth:
-        link = images.add(figures.figure_png(figures.sanity_figure(summary_by_depth)),
-                          "sanity.png")
+        link = png_data_uri(figures.figure_png(figures.sanity_figure(summary_by_depth)))
         parts.append(figure_html(link, "similarity to the trained model's maps per depth"))
         rows = [(d, e["last_layer"], e["count"], e["spearman_undefined"],
                  f"{number(e['spearman_mean'])} ± {number(e['spearman_std'])}",

@@ -7,8 +7,8 @@ import os
 import numpy as np
 from PIL import Image
 
-from gbp_ops import GuidedBackprop
 from demo.reference_model import build_reference_model
+from gbp_ops import GuidedBackprop
 from pipeline import cli
 from tests.gbp_ops.toy_models import randomize_batchnorm
 
@@ -47,29 +47,34 @@ def reference_maps(model, images, targets=None):
     return np.abs(explanation.maps).max(axis=-1), explanation
 
 
-class _ImageSources(html.parser.HTMLParser):
+class _Images(html.parser.HTMLParser):
     def __init__(self):
         super().__init__()
-        self.sources = []
+        self.images = []  # (alt, src)
 
     def handle_starttag(self, tag, attrs):
         if tag == "img":
-            self.sources.append(dict(attrs)["src"])
+            attributes = dict(attrs)
+            self.images.append((attributes.get("alt", ""), attributes["src"]))
 
 
 def check_report_page(path):
-    """Asserts a report page is offline-safe and every image it shows is a valid PNG in
-    ``report/``; returns ``(html text, image sources)``."""
+    """Asserts a report page is one offline-safe file: no scripts, no links, and every image a
+    ``data:`` URI holding a valid PNG. Returns ``(html text, [(alt text, PIL image)])``."""
+    import base64
+
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
     assert "http://" not in text and "https://" not in text
     assert "<script" not in text and "<link" not in text
-    parser = _ImageSources()
+    parser = _Images()
     parser.feed(text)
-    folder = os.path.dirname(path)
-    for source in parser.sources:
-        assert source.startswith("report/") and source.endswith(".png")
-        with Image.open(os.path.join(folder, source)) as image:
-            assert image.format == "PNG"
-            image.verify()
-    return text, parser.sources
+    pictures = []
+    prefix = "data:image/png;base64,"
+    for alt, source in parser.images:
+        assert source.startswith(prefix), source[:80]
+        image = Image.open(io.BytesIO(base64.b64decode(source[len(prefix):])))
+        assert image.format == "PNG"
+        image.load()
+        pictures.append((alt, image))
+    return text, pictures

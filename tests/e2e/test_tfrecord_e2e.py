@@ -8,9 +8,9 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from demo.assets import synthesize_shapes, write_tfrecord_shards
 from gbp_ops.statistics import STATISTIC_NAMES
 from pipeline import build, config, explainers, preflight
-from demo.assets import synthesize_shapes, write_tfrecord_shards
 from tests.e2e import helpers
 
 NUM_EXAMPLES = 45

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gbp_ops import GBPError, GuidedBackprop, errors
 from demo.reference_model import build_reference_model
+from gbp_ops import GBPError, GuidedBackprop, errors
 from tests.gbp_ops.numpy_reference import numpy_guided_backprop
 from tests.gbp_ops.toy_models import (
     plain_target_gradients,

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from demo.reference_model import build_reference_model
 from gbp_ops import GuidedBackprop, randomization, reduce_channels, sanity, similarity
 from gbp_ops.model_graph import clone_with_weights
-from demo.reference_model import build_reference_model
 from tests.gbp_ops.toy_models import random_images, randomize_batchnorm
 
 SIZE = 32
@@ -48,7 +48,8 @@ def test_units_group_batchnorm_with_its_weighted_layer_top_first(model):
 def test_randomized_layers_differ_and_the_rest_are_identical(model, mode):
     original = _weights_by_layer(model)
     seen = []
-    for depth, names, randomized in randomization.cascading_randomization(model, 4, seed=0, mode=mode):
+    cascade = randomization.cascading_randomization(model, 4, seed=0, mode=mode)
+    for depth, names, randomized in cascade:
         assert names == sum(REFERENCE_UNITS[:depth], ())
         assert randomized is not model
         seen.append(_weights_by_layer(randomized))
@@ -195,7 +196,8 @@ def test_nested_models_are_randomized_by_path():
     inputs = keras.Input((8, 8, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
     nested = keras.Model(inputs, keras.layers.Dense(3, name="head")(pooled))
-    assert randomization.randomization_units(nested) == [("head",), ("backbone/conv", "backbone/bn")]
+    assert randomization.randomization_units(nested) == [
+        ("head",), ("backbone/conv", "backbone/bn")]
     *_, (_, names, randomized) = randomization.cascading_randomization(nested)
     assert names == ("head", "backbone/conv", "backbone/bn")
     original = nested.get_layer("backbone").get_layer("conv").get_weights()[0]

@@ -3,16 +3,17 @@
 import numpy as np
 
 from gbp_ops import aggregates
-from pipeline.tables import saliency as saliency_table
-from pipeline.tables import stats as stats_table
 from pipeline.aggregate import group_keys, group_map_sums
 from pipeline.rows import AuditBatch
+from pipeline.tables import saliency as saliency_table
+from pipeline.tables import stats as stats_table
 
 
 def _batch(targets, correct, seed=0):
     rng = np.random.default_rng(seed)
     count = len(targets)
-    columns = {saliency_table.TARGET: np.array(targets), saliency_table.CORRECT: np.array(correct, object)}
+    columns = {saliency_table.TARGET: np.array(targets),
+               saliency_table.CORRECT: np.array(correct, object)}
     return AuditBatch(columns, rng.standard_normal((count, 6, 5)).astype(np.float32),
                       rng.random((count, 3)), np.zeros((count, 6, 5, 3), np.uint8))
 

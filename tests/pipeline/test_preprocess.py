@@ -82,3 +82,41 @@ def test_label_target_policy_needs_a_label():
     assert preprocess.resolve_target("predicted", 5, None) == 5
     with pytest.raises(StageError, match="no label"):
         preprocess.resolve_target("label", None, None)
+
+
+@pytest.mark.parametrize("method", ["bilinear", "nearest", "bicubic", "area"])
+def test_uint8_resize_equals_resizing_as_float32(method):
+    image = np.random.default_rng(2).integers(0, 256, (37, 51, 3), dtype=np.uint8)
+    expected = tf.image.resize(image.astype(np.float32), (16, 24), method=method).numpy()
+    result = preprocess.resize_uint8(image, (16, 24), method)
+    assert result.dtype == np.float32
+    np.testing.assert_array_equal(result, expected)
+
+
+def test_large_uint8_image_matches_converting_to_float_first():
+    # the previous order: float32 at full size, drop alpha, resize, then scale
+    image = np.random.default_rng(3).integers(0, 256, (90, 70, 4), dtype=np.uint8)
+    config = PreprocessConfig(scaling="imagenet", resize_method="bicubic")
+    result, display = preprocess.preprocess_with_display(image, (20, 30, 3), config)
+    resized = tf.image.resize(image[..., :3].astype(np.float32), (20, 30), method="bicubic")
+    expected = (resized.numpy() / 255.0 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(display, np.clip(np.rint(resized.numpy()), 0, 255))
+
+
+def test_large_rgb_image_to_a_gray_model():
+    image = np.random.default_rng(4).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    result, display = preprocess.preprocess_with_display(image, (10, 10, 1), PreprocessConfig())
+    gray = image.astype(np.float32) @ np.array([0.2989, 0.5870, 0.1140], np.float32)
+    expected = tf.image.resize(gray[..., None], (10, 10)).numpy() / 255.0
+    assert result.shape == (10, 10, 1) and display.shape == (10, 10, 3)
+    np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_uint8_image_at_model_size_is_exactly_as_before(channels):
+    image = np.random.default_rng(5).integers(0, 256, (64, 64, channels), dtype=np.uint8)
+    result, display = preprocess.preprocess_with_display(image, (64, 64, 3), PreprocessConfig())
+    rgb = np.repeat(image, 3, axis=-1) if channels == 1 else image
+    np.testing.assert_array_equal(result, rgb.astype(np.float32) / 255.0)
+    np.testing.assert_array_equal(display, rgb)

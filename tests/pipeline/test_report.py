@@ -9,7 +9,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 from demo.assets import synthesize_shapes, write_tfrecord_shards
 from pipeline import loader, rankings, report
@@ -76,42 +75,42 @@ def test_report_with_overlays_and_sanity(run, tmp_path):
     _write_sanity_table(output)
     path = report.write_report(str(output))
     assert path == os.path.join(str(output), report.REPORT_HTML)
-    text, sources = helpers.check_report_page(path)
+    text, pictures = helpers.check_report_page(path)
 
     classes = loader.load_stats(str(output)).query("group == 'class'")
     assert len(classes) == 2
-    mean_maps = sorted(s for s in sources if "mean_map" in s)
-    assert mean_maps == sorted(f"report/mean_map_class_{int(k)}.png" for k in classes["class"])
-    for _, row in classes.iterrows():
-        assert f"{row['class_name']} (class {int(row['class'])})" in text
-    assert "report/hist_border_share.png" in sources
-    assert "report/hist_top5_share.png" in sources and "report/hist_entropy.png" in sources
-    assert len([s for s in sources if s.startswith("report/top_")]) == 16
+    alts = [alt for alt, _ in pictures]
+    mean_maps = sorted(alt for alt in alts if alt.startswith("mean map: "))
+    assert mean_maps == sorted(
+        f"mean map: {row['class_name']} (class {int(row['class'])}), n={int(row['count'])}"
+        for _, row in classes.iterrows())
+    assert {"border_share per class", "top5_share per class", "entropy per class"} <= set(alts)
+    shown = [image for alt, image in pictures if alt.startswith("#")]
+    assert len(shown) == 16
     for example_id in loader.load_table(str(output), "examples").example_id:
         assert example_id in text
     # Overlays are three panels wide, maps alone are square-ish.
-    with Image.open(os.path.join(str(output), "report/top_border_share_000.png")) as image:
-        assert image.width > 2 * image.height
-    assert "report/sanity.png" in sources and "Maps changed little" in text
+    assert all(image.width > 2 * image.height for image in shown)
+    assert "similarity to the trained model's maps per depth" in alts
+    assert "Maps changed little" in text
     assert "<td>24</td>" in text  # 24 saliency rows
+    assert not os.path.exists(os.path.join(str(output), "report"))
 
 
 def test_report_without_images_replaces_stale_pictures(run, tmp_path):
     output = tmp_path / "copy"
     shutil.copytree(run[0], output)
     shutil.rmtree(output / "examples")  # a run without the examples table
-    stale = output / report.REPORT_DIR / "stale.png"
+    stale = output / report.LEGACY_REPORT_DIR / "stale.png"  # an older report's pictures
     stale.parent.mkdir(exist_ok=True)
     stale.write_bytes(b"not a png")
     path = report.write_report(str(output), top_n=2)
-    text, sources = helpers.check_report_page(path)
-    assert not stale.exists()
-    assert sorted(os.listdir(output / report.REPORT_DIR)) == sorted(
-        s.split("/")[1] for s in sources)
-    assert len([s for s in sources if s.startswith("report/top_")]) == 4
+    text, pictures = helpers.check_report_page(path)
+    assert not stale.parent.exists()
+    shown = [image for alt, image in pictures if alt.startswith("#")]
+    assert len(shown) == 4
     assert "Sanity check" not in text and "Maps alone" in text
-    with Image.open(os.path.join(str(output), "report/top_border_share_000.png")) as image:
-        assert image.width < 1.5 * image.height
+    assert all(image.width < 1.5 * image.height for image in shown)
 
 
 def test_dead_letters_by_stage_are_listed_and_escaped(run, tmp_path):
