@@ -9,11 +9,11 @@ from pipeline.loader import load_errors, load_saliency, load_stats
 __all__ = ["build_pipeline", "load_errors", "load_saliency", "load_stats", "run"]
 
 
-def build_pipeline(p, plan, start_time=None):
+def build_pipeline(p, plan, start_time=None, progress_dir=None):
     """See ``pipeline.build.build_pipeline``."""
     from pipeline.build import build_pipeline as build
 
-    return build(p, plan, start_time)
+    return build(p, plan, start_time, progress_dir)
 
 
 def run(argv=None):

@@ -5,7 +5,7 @@ import time
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
-from pipeline import manifest, rows, sinks, tables
+from pipeline import manifest, progress, rows, sinks, tables
 from pipeline.aggregate import AggregateStats
 from pipeline.model_handler import GuidedBackpropModelHandler
 from pipeline.preprocess import PrepareExamplesDoFn
@@ -55,13 +55,14 @@ class ExplainExamples(beam.PTransform):
                 "dead_letters": (prepared[DEAD_LETTERS], audited[DEAD_LETTERS])}
 
 
-def build_pipeline(p, plan, start_time=None):
+def build_pipeline(p, plan, start_time=None, progress_dir=None):
     """Applies the whole audit graph to ``p``.
 
     Args:
         p: a ``beam.Pipeline`` (or TestPipeline).
         plan: the RunPlan from ``preflight`` (or built by a test).
         start_time: epoch seconds the run started, for the manifest's wall time.
+        progress_dir: a local folder for ``pipeline.progress`` counts (local runs), or None.
 
     Returns:
         dict of PCollections: ``batches`` (AuditBatch), ``stats`` (row dicts),
@@ -76,6 +77,11 @@ def build_pipeline(p, plan, start_time=None):
     dead_letters = (
         (read[DEAD_LETTERS], *explained["dead_letters"]) | "AllDeadLetters" >> beam.Flatten()
     )
+
+    batches | "CountDone" >> beam.ParDo(
+        progress.CountProgressDoFn(progress.EXAMPLES_DONE, progress_dir))
+    dead_letters | "CountDeadLetters" >> beam.ParDo(
+        progress.CountProgressDoFn(progress.DEAD_LETTERS_SEEN, progress_dir))
 
     map_dtype = config.output.map_dtype
     saliency_schema = saliency_table.arrow_schema(

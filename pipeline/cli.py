@@ -8,7 +8,9 @@ with one line on stderr and exit code 2; ``--debug`` shows the traceback.
 import argparse
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 EXIT_USAGE = 2
@@ -102,8 +104,14 @@ def run(argv=None):
         # Spawned local worker processes read this when TF starts in them.
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(config.explain.worker_intra_op_threads)
     options = beam_options(beam_args)
-    with beam.Pipeline(options=options) as p:
-        build_pipeline(p, plan, start_time=start)
+    reporter, progress_dir = _local_progress(config, options)
+    try:
+        with beam.Pipeline(options=options) as p:
+            build_pipeline(p, plan, start_time=start, progress_dir=progress_dir)
+    finally:
+        if reporter is not None:
+            reporter.stop()
+            shutil.rmtree(progress_dir, ignore_errors=True)
     # Empty when the runner has not run the job here (e.g. Dataflow --dry_run).
     published = manifest.read(config.output.path)
     if published and config.output.report:
@@ -112,6 +120,20 @@ def run(argv=None):
         published["report"] = write_report(config.output.path,
                                            top_n=config.output.report_top_n)
     return published or None
+
+
+def _local_progress(config, options):
+    """A started ProgressReporter and its folder for local runners, else ``(None, None)``."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    from pipeline.progress import ProgressReporter
+    from pipeline.read import expected_total
+
+    if options.view_as(StandardOptions).runner not in LOCAL_RUNNERS:
+        return None, None
+    total, total_source = expected_total(config.source)
+    folder = tempfile.mkdtemp(prefix="gbp-progress-")
+    return ProgressReporter(folder, total, total_source).start(), folder
 
 
 def summary(manifest):

@@ -5,6 +5,7 @@ Both yield ``SourceRecord`` elements on the main output and ``DeadLetter`` eleme
 """
 
 import os
+import struct
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -141,3 +142,35 @@ class ReadTFDS(beam.PTransform):
         )
         no_dead_letters = pbegin | "NoReadDeadLetters" >> beam.Create([])
         return {"records": records, DEAD_LETTERS: no_dead_letters}
+
+
+def _count_records(path):
+    """Records in a local TFRecord file, from the length headers alone (seeks, no reads of
+    the payloads)."""
+    count, offset = 0, 0
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        while offset + 8 <= size:
+            handle.seek(offset)
+            (length,) = struct.unpack("<Q", handle.read(8))
+            offset += 8 + 4 + length + 4  # length, its CRC, the record, its CRC
+            count += 1
+    return count
+
+
+def expected_total(source):
+    """How many examples the source holds, for progress: ``(count or None, how it is known)``.
+
+    TFDS: the split's size from the dataset info. Local TFRecord shards: counted from the
+    record headers. Other paths: unknown.
+    """
+    if source.kind == "tfds":
+        try:
+            return int(tfds_builder(source).info.splits[source.split].num_examples), (
+                "from the TFDS split size")
+        except Exception:  # a split spec TFDS cannot size up front
+            return None, "unknown (TFDS split size unavailable)"
+    files = paths.match(source.pattern)
+    if not files or not all(paths.is_local(path) for path in files):
+        return None, "unknown (remote shards are not counted ahead)"
+    return sum(_count_records(path) for path in files), "counted from the TFRecord headers"

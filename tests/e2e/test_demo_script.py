@@ -3,6 +3,7 @@ are produced. The demo model is trained offline by the script (cached in .cache/
 
 import json
 import os
+import re
 import subprocess
 
 import keras
@@ -73,7 +74,13 @@ def test_demo_prints_no_library_noise_and_ends_with_the_report_path(demo_run):
     noise = [line for line in lines if line.startswith(("I0000", "E0000", "W0000", "WARNING"))
              or "absl" in line or "apitools" in line or "tensorflow" in line.lower()]
     assert noise == []
-    assert stdout.strip().splitlines()[-1] == f"gbp-audit: report: {output / 'report.html'}"
+    out_lines = stdout.strip().splitlines()
+    assert out_lines[-1] == f"gbp-audit: report: {output / 'report.html'}"
+    summary = next(i for i, line in enumerate(out_lines) if " inputs -> " in line)
+    progress = [line for line in out_lines[:summary]
+                if re.match(r"gbp-audit: [\d,]+ / [\d,]+ examples", line)]
+    assert progress and progress[-1].startswith("gbp-audit: 1,024 / 1,024 examples (100%)")
+    assert "0 dead letters; total counted from the TFRecord headers" in progress[-1]
 
 
 def test_console_command_is_installed():
