@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from gbp_ops import maps as map_ops
 from gbp_ops.statistics import AGGREGATED_STATISTICS
+from pipeline.tables import with_nullable_ints
 
 EXAMPLE_ID = "example_id"
 POSITION = "position"
@@ -58,7 +59,8 @@ def arrow_schema(map_shape, map_dtype, metadata):
         fields.append(pa.field(SALIENCY_SCALE, pa.float32()))
     fields += [pa.field(name, pa.float64()) for name in AGGREGATED_STATISTICS]
     fields.append(pa.field(BOX_AREA, pa.float64()))
-    return pa.schema(fields, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+    schema = pa.schema(fields, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+    return with_nullable_ints(schema, (LABEL,))
 
 
 def plain_columns(map_dtype):

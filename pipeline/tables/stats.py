@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from gbp_ops import aggregates
 from gbp_ops.statistics import AGGREGATED_STATISTICS, HISTOGRAM_BINS, HISTOGRAM_STATISTICS
+from pipeline.tables import with_nullable_ints
 from pipeline.tables.saliency import CORRECT
 
 GROUP = "group"
@@ -38,7 +39,7 @@ def arrow_schema(map_shape):
         if name in HISTOGRAM_STATISTICS:
             fields.append(pa.field(f"{name}_hist", pa.list_(pa.int64(), HISTOGRAM_BINS)))
     fields.append(pa.field(MEAN_MAP, pa.list_(pa.float32(), height * width)))
-    return pa.schema(fields)
+    return with_nullable_ints(pa.schema(fields), (CLASS,))
 
 
 def encode_row(key, accumulator, class_names):

@@ -114,5 +114,6 @@ def test_every_good_image_is_explained(bomb_run):
 
 def test_peak_rss_stays_bounded(bomb_run):
     # Measured on 2 cores: 0.93 GB as is; 4.2 GB with preprocess.max_pixels=0, which decodes
-    # the bomb (1.2 GB as uint8 RGB); about 16 GB before the limit and uint8 resizing existed.
+    # the bomb (1.2 GB as uint8 RGB). Issue 17's 400-megapixel PNG peaked at 15.9 GB when it
+    # was still decoded, converted to float32 and RGB at full size.
     assert bomb_run["peak_rss"] < PEAK_RSS_LIMIT, f"{bomb_run['peak_rss'] / 2 ** 30:.2f} GB"

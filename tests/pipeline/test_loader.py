@@ -93,3 +93,30 @@ def test_loaders_import_neither_tensorflow_keras_nor_beam(outputs):
                                cwd=helpers.REPO, timeout=120, check=False)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_class_ids_are_integer_columns_through_pandas_and_the_loaders(tmp_path):
+    """Unlabelled examples make ``label`` and the overall group's ``class`` missing: they must
+    come back as nullable Int64, not float64, through pd.read_parquet and the loaders."""
+    import tensorflow as tf
+
+    arrays = synthesize_shapes(10, image_size=helpers.IMAGE_SIZE, seed=3)
+    data = tmp_path / "data"
+    write_tfrecord_shards(arrays, str(data), num_shards=1)
+    # Strip the label from every other record.
+    records = list(tf.data.TFRecordDataset(str(next(data.iterdir()))).as_numpy_iterator())
+    with tf.io.TFRecordWriter(str(data / "unlabelled.tfrecord")) as writer:
+        for record in records[::2]:
+            example = tf.train.Example.FromString(record)
+            del example.features.feature["image/class/label"]
+            writer.write(example.SerializeToString())
+    helpers.small_model(str(tmp_path / "model.keras"))
+    output = tmp_path / "out"
+    helpers.run_demo_preset(str(data / "*.tfrecord"), str(tmp_path / "model.keras"), output,
+                            "explain.batch_size=8", "output.report=false")
+    for frame in (pd.read_parquet(output / "saliency"), pipeline.load_saliency(str(output))):
+        assert str(frame.label.dtype) == "Int64" and frame.label.isna().sum() == 5
+        assert str(frame.target.dtype) == "int64" and str(frame.predicted.dtype) == "int64"
+    for frame in (pd.read_parquet(output / "stats"), pipeline.load_stats(str(output))):
+        assert str(frame["class"].dtype) == "Int64"
+        assert frame["class"].isna().sum() == 1  # the overall group
