@@ -33,6 +33,9 @@ def parse_args(argv):
     parser.add_argument("--config", help="YAML run preset, e.g. configs/demo.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.FIELD=VALUE", help="override one config field")
+    parser.add_argument("--sets", default="", metavar="K=V;K=V",
+                        help="several --set overrides in one value, separated by ';' (for "
+                             "launchers that pass each parameter once, e.g. Flex Templates)")
     parser.add_argument("--output", help="output directory (same as --set output.path=...)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--verbose", action="store_true",
@@ -82,7 +85,8 @@ def beam_options(beam_args):
 def load_run_config(args):
     from pipeline.config import load_config
 
-    overrides = list(args.overrides)
+    overrides = list(args.overrides) + [item.strip() for item in args.sets.split(";")
+                                        if item.strip()]
     if args.output:
         overrides.append(f"output.path={args.output}")
     return load_config(args.config, overrides)
