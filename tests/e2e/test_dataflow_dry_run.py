@@ -45,7 +45,7 @@ preset, beam_args = sys.argv[1], sys.argv[2:]
 run_config = config.load_config(preset, ["explain.large_model=true"])
 height, width = 64 // run_config.output.downsample, 64 // run_config.output.downsample
 plan = preflight.RunPlan(
-    run_config, (64, 64, 3), (height, width), 2, ("cat", "dog"), "logit",
+    run_config, (64, 64, 3), (height, width), ("cat", "dog"),
     {"config": run_config.to_dict(), "model_sha256": "0" * 64})
 options = PipelineOptions(beam_args)
 p = beam.Pipeline(options=options)
