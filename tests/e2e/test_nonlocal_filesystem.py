@@ -32,6 +32,7 @@ from apache_beam.io.filesystems import FileSystems
 import pipeline
 from demo.assets import synthesize_shapes, write_tfrecord_shards
 from pipeline import sinks
+from pipeline.manifest import MANIFEST
 from tests.e2e import helpers
 
 SCHEME = "mem"
@@ -227,7 +228,7 @@ def test_counts_reconcile_and_manifest_is_on_the_remote_filesystem(remote_run):
     manifest = remote_run["manifest"]
     assert manifest is not None, "cli.run found no manifest through Beam FileSystems"
     stored = json.loads(FileSystems.open(
-        f"{remote_run['output']}/{manifest.MANIFEST}").read().decode("utf-8"))
+        f"{remote_run['output']}/{MANIFEST}").read().decode("utf-8"))
     assert stored == manifest
     counts = manifest["counts"]
     assert counts["input"] == NUM_EXAMPLES

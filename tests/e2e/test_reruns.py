@@ -52,7 +52,8 @@ def _assert_identical(left, right):
                 if isinstance(x, np.ndarray):
                     assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), (table, column)
                 else:
-                    assert (x == y) or (pd.isna(x) and pd.isna(y)), (table, column, x, y)
+                    assert (pd.isna(x) and pd.isna(y)) or (
+                        not pd.isna(x) and not pd.isna(y) and x == y), (table, column, x, y)
 
 
 def test_rerun_gives_bit_identical_content_and_replaces_outputs(assets):
