@@ -70,6 +70,8 @@ def beam_options(beam_args):
         StandardOptions,
     )
 
+    from pipeline import local_runner
+
     if not _has_flag(beam_args, "--runner"):
         beam_args = [f"--runner={DEFAULT_RUNNER}", *beam_args]
     if PipelineOptions(beam_args).view_as(StandardOptions).runner not in LOCAL_RUNNERS:
@@ -77,6 +79,8 @@ def beam_options(beam_args):
     if not _has_flag(beam_args, "--direct_running_mode"):
         beam_args = [*beam_args, f"--direct_running_mode={LOCAL_RUNNING_MODE}"]
     mode = PipelineOptions(beam_args).view_as(DirectOptions).direct_running_mode
+    if mode == "multi_threading":
+        local_runner.disable_timed_flushes()
     if mode != "in_memory" and not _has_flag(beam_args, "--direct_num_workers"):
         beam_args = [*beam_args, f"--direct_num_workers={LOCAL_WORKERS}"]
     return PipelineOptions(beam_args)

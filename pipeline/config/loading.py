@@ -1,0 +1,153 @@
+"""Building a ``RunConfig`` from YAML presets, nested dicts and ``--set key=value``
+overrides, with every value type-checked and validated."""
+
+import dataclasses
+import types
+import typing
+
+import yaml
+
+from pipeline.config.sections import ConfigError, RunConfig
+from pipeline.config.validation import validate
+
+
+def _coerce(field_path, annotation, value):
+    """Converts a YAML value to the annotated type, or raises ConfigError naming the field."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        annotation = next(arg for arg in args if arg is not type(None))
+    if annotation is tuple:
+        if value is None:
+            return ()
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config field '{field_path}': expected a list, got {value!r}")
+        return tuple(value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config field '{field_path}': expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"config field '{field_path}': expected an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"config field '{field_path}': expected a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config field '{field_path}': expected a string, got {value!r}")
+    raise AssertionError(f"unhandled config type {annotation} for {field_path}")
+
+
+def _section_from_dict(section_name, section_type, values):
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section '{section_name}': expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(section_type)
+    known = {field.name for field in dataclasses.fields(section_type)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"config field '{section_name}.{unknown[0]}' is not a known field; "
+            f"'{section_name}' has: {', '.join(sorted(known))}"
+        )
+    kwargs = {
+        name: _coerce(f"{section_name}.{name}", hints[name], value)
+        for name, value in values.items()
+    }
+    return section_type(**kwargs)
+
+
+def config_from_dict(data):
+    """Builds and validates a RunConfig from a nested dict.
+
+    Raises:
+        ConfigError: an unknown section or field, a wrong type, or an invalid value.
+    """
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config must be a mapping of sections, got {type(data).__name__}")
+    sections = {field.name: field.type for field in dataclasses.fields(RunConfig)}
+    hints = typing.get_type_hints(RunConfig)
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise ConfigError(
+            f"config section '{unknown[0]}' is not known; sections are: {', '.join(sections)}"
+        )
+    config = RunConfig(**{
+        name: _section_from_dict(name, hints[name], data.get(name)) for name in sections
+    })
+    validate(config)
+    return config
+
+
+def parse_override(text):
+    """``'explain.batch_size=64'`` -> ``('explain', 'batch_size', 64)``; values parse as YAML."""
+    key, sep, raw_value = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) != 2 or not all(parts):
+        raise ConfigError(f"override '{text}' must look like section.field=value")
+    try:
+        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({error})") from error
+    return parts[0], parts[1], value
+
+
+def load_config(path=None, overrides=(), base=None):
+    """Loads a YAML preset (local or remote path), applies overrides, validates.
+
+    Args:
+        path: YAML file path or None for defaults only.
+        overrides: iterable of ``section.field=value`` strings.
+        base: optional dict applied before the file (used by tests to shrink presets).
+
+    Returns:
+        A validated RunConfig.
+
+    Raises:
+        ConfigError: unreadable YAML or any invalid field.
+    """
+    data = dict(base or {})
+    if path:
+        data = _merge(data, _read_yaml(path))
+    for text in overrides:
+        section, field, value = parse_override(text)
+        data.setdefault(section, {})
+        if not isinstance(data[section], dict):
+            raise ConfigError(f"config section '{section}': expected a mapping")
+        data[section][field] = value
+    return config_from_dict(data)
+
+
+def _merge(base, update):
+    merged = {key: dict(value) if isinstance(value, dict) else value
+              for key, value in base.items()}
+    for key, value in (update or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key].update(value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path):
+    from pipeline import paths
+
+    try:
+        text = paths.read_text(path)
+    except FileNotFoundError as error:
+        raise ConfigError(f"config file not found: {path}") from error
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    return data or {}
