@@ -83,8 +83,36 @@ def make_dirs(path):
         file_systems.mkdirs(path)
 
 
+def is_savedmodel_dir(path):
+    """True when ``path`` is a directory (or object prefix) holding ``saved_model.pb``."""
+    marker = join(path, "saved_model.pb")
+    return os.path.isfile(marker) if is_local(path) else _file_systems().exists(marker)
+
+
+def _directory_files(path):
+    """``[(relative path, size, modification time)]`` of every file under a directory."""
+    if is_local(path):
+        found = []
+        for folder, _, names in os.walk(path):
+            for name in names:
+                status = os.stat(os.path.join(folder, name))
+                found.append((os.path.relpath(os.path.join(folder, name), path),
+                              status.st_size, status.st_mtime_ns))
+        return sorted(found)
+    prefix = path.rstrip("/") + "/"
+    results = _file_systems().match([prefix + "**"])
+    return sorted((metadata.path[len(prefix):], metadata.size_in_bytes,
+                   metadata.last_updated_in_seconds)
+                  for result in results for metadata in result.metadata_list)
+
+
 def identity(path):
-    """``(size, modification time)`` of a file: changes when the file is replaced."""
+    """``(size, modification time)`` of a file, or of a SavedModel directory's files (total
+    size, latest time, and the file count): changes when the model is replaced."""
+    if is_savedmodel_dir(path):
+        files = _directory_files(path)
+        return (sum(size for _, size, _ in files), max(time for _, _, time in files),
+                len(files))
     if is_local(path):
         status = os.stat(path)
         return status.st_size, status.st_mtime_ns
@@ -93,24 +121,37 @@ def identity(path):
 
 
 def local_copy(path):
-    """A local path holding the file ``path`` names, read through Beam ``FileSystems``.
+    """A local path holding the file (or SavedModel directory) ``path`` names, read through
+    Beam ``FileSystems``.
 
-    Local paths are returned as they are. Remote files are copied once per machine into a temp
-    folder named by a hash of the path, size and modification time, so a replaced file is
-    fetched again.
+    Local paths are returned as they are. Remote models are copied once per machine into a temp
+    folder named by a hash of the path and ``identity``, so a replaced model is fetched again.
     """
     if os.path.exists(path):
         return path
     import hashlib
 
-    size, updated = identity(path)
-    digest = hashlib.sha256(f"{path}|{size}|{updated}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{path}|{identity(path)}".encode()).hexdigest()[:16]
     local_dir = os.path.join(tempfile.gettempdir(), f"gbp-model-{digest}")
     local_path = os.path.join(local_dir, basename(path))
-    if not os.path.exists(local_path):
-        os.makedirs(local_dir, exist_ok=True)
-        partial = f"{local_path}.{os.getpid()}.partial"
+    if os.path.exists(local_path):
+        return local_path
+    os.makedirs(local_dir, exist_ok=True)
+    partial = f"{local_path}.{os.getpid()}.partial"
+    if not is_savedmodel_dir(path):
         with open(partial, "wb") as handle:
             handle.write(read_bytes(path))
         os.replace(partial, local_path)  # atomic: concurrent workers never see half a file
+        return local_path
+    for relative, _, _ in _directory_files(path):
+        target = os.path.join(partial, *relative.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as handle:
+            handle.write(read_bytes(join(path, relative)))
+    try:
+        os.rename(partial, local_path)  # atomic for a directory too
+    except OSError:  # another worker finished first; its copy is the same model
+        import shutil
+
+        shutil.rmtree(partial, ignore_errors=True)
     return local_path

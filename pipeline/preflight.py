@@ -12,6 +12,10 @@ MODEL_INPUT_CHANNELS = "model input has {channels} channels; gbp-audit supports 
 MAP_NOT_DIVISIBLE = "map size {height}x{width} is not divisible by output.downsample={factor}"
 TARGET_TOO_LARGE = "explain.target={target} but the model has only {num_classes} classes"
 OUTPUT_NOT_WRITABLE = "output path '{path}' is not writable: {reason}"
+SANITY_NEEDS_KERAS = (
+    "model '{path}' is a SavedModel, but the sanity check randomizes Keras layers, which a "
+    "SavedModel does not have; set sanity.enabled=false"
+)
 
 
 class PreflightError(ValueError):
@@ -92,10 +96,13 @@ def preflight(config, explainer_builder=None):
     if not isinstance(config.output.path, str) or not config.output.path:
         raise ConfigError("config field 'output.path': an output directory is required")
     class_names = _check_input(config)
-    if not paths.match(config.model.path):
+    savedmodel = paths.is_savedmodel_dir(config.model.path)
+    if not savedmodel and not paths.match(config.model.path):
         from gbp_ops import errors
 
         raise PreflightError(errors.MODEL_NOT_FOUND.format(path=config.model.path))
+    if savedmodel and config.sanity.enabled:
+        raise PreflightError(SANITY_NEEDS_KERAS.format(path=config.model.path))
     explainer = (explainer_builder or explainers.shared_explainer)(config)
     height, width, channels = explainer.input_shape
     if channels not in (1, 3):

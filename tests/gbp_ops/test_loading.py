@@ -27,12 +27,16 @@ def test_missing_file(tmp_path):
     assert str(raised.value) == errors.MODEL_NOT_FOUND.format(path=path)
 
 
-def test_savedmodel_directory_is_refused_with_guidance(tmp_path):
+def test_savedmodel_directory_needs_the_right_kind_and_a_signature(tmp_path):
     path = str(tmp_path / "saved")
     tf.saved_model.save(tf.Module(), path)
     with pytest.raises(GBPError) as raised:
-        load_model(path)
-    assert str(raised.value) == errors.SAVEDMODEL_UNSUPPORTED.format(path=path)
+        load_model(path, kind="keras")
+    assert str(raised.value) == errors.SAVEDMODEL_IS_DIRECTORY.format(path=path)
+    with pytest.raises(GBPError) as raised:
+        load_model(path)  # auto: loaded as a SavedModel, which has no signature to explain
+    assert str(raised.value) == errors.SAVEDMODEL_NO_SIGNATURE.format(
+        path=path, signature="serving_default", names="(none)")
 
 
 def test_unknown_suffix_and_corrupt_file(tmp_path):
