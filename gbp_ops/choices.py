@@ -8,3 +8,20 @@ REDUCTIONS = ("max_abs", "l2", "sum", "abs_sum")
 MODE_REINITIALIZE = "reinitialize"
 MODE_PERMUTE = "permute"
 RANDOMIZATION_MODES = (MODE_REINITIALIZE, MODE_PERMUTE)
+
+# Explanation methods; see ``gbp_ops.methods.make_explainer``.
+METHOD_GUIDED_BACKPROP = "guided_backprop"
+METHOD_DECONVNET = "deconvnet"
+METHOD_GUIDED_GRADCAM = "guided_gradcam"
+METHODS = (METHOD_GUIDED_BACKPROP, METHOD_DECONVNET, METHOD_GUIDED_GRADCAM)
+
+# What ``model.path`` holds; see ``gbp_ops.loading.load_model``. 'auto': a directory with
+# saved_model.pb is a SavedModel, anything else a Keras file.
+MODEL_KIND_AUTO = "auto"
+MODEL_KIND_KERAS = "keras"
+MODEL_KIND_SAVEDMODEL = "savedmodel"
+MODEL_KINDS = (MODEL_KIND_AUTO, MODEL_KIND_KERAS, MODEL_KIND_SAVEDMODEL)
+
+# The two sanity checks, as named in the sanity rows' ``check`` field; see ``gbp_ops.sanity``.
+CHECK_RANDOMIZATION = "randomization"
+CHECK_CLASS_SENSITIVITY = "class_sensitivity"

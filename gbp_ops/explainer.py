@@ -1,4 +1,8 @@
-"""The batched guided-backprop explainer: one compiled forward + backward pass per batch."""
+"""The batched guided-backprop explainer: one compiled forward + backward pass per batch.
+
+``GuidedBackprop`` is also the base of the other methods of ``gbp_ops.methods`` (they change
+the ReLU rule or ``_method_maps``), and runs SmoothGrad over any of them inside the same step.
+"""
 
 import dataclasses
 
@@ -7,8 +11,11 @@ import numpy as np
 import tensorflow as tf
 
 from gbp_ops import errors
+from gbp_ops.choices import METHOD_GUIDED_BACKPROP
+from gbp_ops.guided_relu import RULE_GUIDED
 from gbp_ops.maps import REDUCTIONS
 from gbp_ops.rewrite import SPACE_LOGIT, guide_model
+from gbp_ops.smoothgrad import smoothgrad_maps
 
 TARGET_PREDICTED = -1  # target value meaning "explain the predicted class"
 
@@ -18,8 +25,9 @@ class Explanation:
     """Everything one forward + guided backward pass gives for N images.
 
     Attributes:
-        maps: float32 ``(N, H, W, C)``, d(target score) / d(image); ``(N, H, W)`` when the
-            explainer reduces channels in the graph (its ``reduction`` is set).
+        maps: float32 ``(N, H, W, C)``, the method's map of the target score (guided
+            backprop: d(target score) / d(image)); ``(N, H, W)`` when the explainer reduces
+            channels in the graph (its ``reduction`` is set).
         scores: float32 ``(N, K)``, the explained-space outputs (logits when a final
             softmax/sigmoid was stripped); ``K == 1`` for a single-unit sigmoid model.
         probabilities: float32 ``(N, num_classes)`` or None when the outputs are not class
@@ -64,7 +72,14 @@ class GuidedBackprop:
         reduction: None (maps keep their channels) or a channel reduction of
             ``gbp_ops.maps.reduce_channels`` done inside the compiled step, which is much
             cheaper than in numpy and returns ``(N, H, W)`` maps.
+        smoothgrad_samples: 0 for the method's own maps, or S >= 1 for SmoothGrad: the mean
+            of the maps of S noisy copies of each image (see ``gbp_ops.smoothgrad``), for the
+            target chosen on the clean image.
+        smoothgrad_sigma: the noise std as a fraction of each image's range (max - min).
     """
+
+    method = METHOD_GUIDED_BACKPROP
+    relu_rule = RULE_GUIDED
 
     def __init__(
         self,
@@ -75,8 +90,15 @@ class GuidedBackprop:
         layer_name=None,
         compile=True,
         reduction=None,
+        smoothgrad_samples=0,
+        smoothgrad_sigma=0.15,
     ):
-        rewrite = guide_model(model, strip_final_activation, allow_unguided)
+        if int(smoothgrad_samples) < 0 or not float(smoothgrad_sigma) >= 0:
+            raise errors.GBPError(errors.BAD_SMOOTHGRAD.format(
+                samples=smoothgrad_samples, sigma=smoothgrad_sigma))
+        self.smoothgrad_samples = int(smoothgrad_samples)
+        self.smoothgrad_sigma = float(smoothgrad_sigma)
+        rewrite = guide_model(model, strip_final_activation, allow_unguided, rule=self.relu_rule)
         self.guided_sites = rewrite.guided_sites
         self.unguided_sites = rewrite.unguided_sites
         self.explained_space = rewrite.explained_space
@@ -88,7 +110,7 @@ class GuidedBackprop:
                              f"{', '.join(REDUCTIONS)}")
         if layer_name is not None:
             self.explained_space = f"layer:{layer_name}"
-        self._scorer = _scoring_model(rewrite.model, layer_name)
+        self._scorer = scoring_model(rewrite.model, layer_name)
         self.batch_size = int(batch_size)
         dims = tuple(rewrite.model.inputs[0].shape[1:])
         if len(dims) != 3 or any(d is None for d in dims):
@@ -98,66 +120,97 @@ class GuidedBackprop:
         self.num_classes = 2 if self._num_outputs == 1 else self._num_outputs
         self.num_steps = 0
         self.num_traces = 0
+        self._build_method(model, strip_final_activation, allow_unguided)
         signature = [
             tf.TensorSpec((self.batch_size, *self.input_shape), tf.float32),
             tf.TensorSpec((self.batch_size,), tf.int32),
+            tf.TensorSpec((self.batch_size,), tf.int64),
         ]
         self._step = tf.function(self._step_fn, input_signature=signature) if compile else (
             self._step_fn
         )
 
-    def _step_fn(self, images, targets):
+    def _build_method(self, model, strip_final_activation, allow_unguided):
+        """Hook for methods that need more than the rewritten model (run before tracing)."""
+
+    def method_fields(self):
+        """The method and its settings, for the manifest: a JSON-ready dict."""
+        return {"method": self.method, "smoothgrad_samples": self.smoothgrad_samples,
+                "smoothgrad_sigma": self.smoothgrad_sigma}
+
+    def _step_fn(self, images, targets, seeds):
         self.num_traces += 1  # a Python side effect: runs once per trace, not per call
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            outputs = self._scorer(images, training=False)
-            scores = _reduce_to_vectors(tf.cast(outputs, tf.float32))
-            if self._num_outputs == 1:
-                # A single sigmoid unit: class 1 is the logit, class 0 its negation.
-                predicted = tf.cast(scores[:, 0] > 0, tf.int32)
-                chosen = tf.where(targets < 0, predicted, targets)
-                target_scores = tf.where(chosen == 1, scores[:, 0], -scores[:, 0])
-            else:
-                predicted = tf.argmax(scores, axis=-1, output_type=tf.int32)
-                chosen = tf.where(targets < 0, predicted, targets)
-                target_scores = tf.gather(scores, chosen, axis=1, batch_dims=1)
-            total = tf.reduce_sum(target_scores)
-        maps = tape.gradient(total, images)
+        if self.smoothgrad_samples:
+            scored = self._target_scores(self._scorer(images, training=False), targets)
+            maps = smoothgrad_maps(lambda noisy: self._method_maps(noisy, scored[2])[0], images,
+                                   seeds, self.smoothgrad_samples, self.smoothgrad_sigma)
+        else:
+            maps, scored = self._method_maps(images, targets)
         if self.reduction is not None:
             maps = _reduce_channels_tf(maps, self.reduction)
-        return maps, scores, predicted, chosen, target_scores
+        return (maps, *scored)
 
-    def explain(self, images, targets=None):
-        """Guided-backprop maps for ``images``.
+    def _method_maps(self, images, targets):
+        """The method's ``(B, H, W, C)`` maps of ``images`` and ``_target_scores`` of the same
+        forward pass; this class: guided backprop (the rewrite's ReLU rule)."""
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            scored = self._target_scores(self._scorer(images, training=False), targets)
+            total = tf.reduce_sum(scored[3])
+        return tape.gradient(total, images), scored
+
+    def _target_scores(self, outputs, targets):
+        """``(scores (B, K), predicted (B,), chosen (B,), target_scores (B,))`` of the model
+        outputs for int32 ``targets`` (-1: predicted)."""
+        scores = _reduce_to_vectors(tf.cast(outputs, tf.float32))
+        if self._num_outputs == 1:
+            # A single sigmoid unit: class 1 is the logit, class 0 its negation.
+            predicted = tf.cast(scores[:, 0] > 0, tf.int32)
+            chosen = tf.where(targets < 0, predicted, targets)
+            target_scores = tf.where(chosen == 1, scores[:, 0], -scores[:, 0])
+        else:
+            predicted = tf.argmax(scores, axis=-1, output_type=tf.int32)
+            chosen = tf.where(targets < 0, predicted, targets)
+            target_scores = tf.gather(scores, chosen, axis=1, batch_dims=1)
+        return scores, predicted, chosen, target_scores
+
+    def explain(self, images, targets=None, seeds=None):
+        """The method's maps for ``images``.
 
         Args:
             images: float ``(N, H, W, C)`` already preprocessed for the model.
             targets: None for each example's predicted class, or int ``(N,)`` class indices.
+            seeds: see ``explain_with_outputs``.
 
         Returns:
-            float32 ``(N, H, W, C)`` maps.
+            float32 ``(N, H, W, C)`` maps (``(N, H, W)`` with a ``reduction``).
         """
-        return self.explain_with_outputs(images, targets).maps
+        return self.explain_with_outputs(images, targets, seeds).maps
 
-    def explain_with_outputs(self, images, targets=None):
+    def explain_with_outputs(self, images, targets=None, seeds=None):
         """Maps plus the scores, predictions and probabilities of the same forward pass.
 
         Args:
             images: float ``(N, H, W, C)`` already preprocessed for the model; any N.
             targets: None or int ``(N,)``; ``TARGET_PREDICTED`` (-1) entries mean "predicted".
+            seeds: None or int ``(N,)``, one SmoothGrad noise seed per example (e.g.
+                ``gbp_ops.smoothgrad.seed_from_id(example_id)``), so an example's noise does
+                not depend on its batch; None seeds example i with i. Unused without SmoothGrad.
 
         Returns:
             An ``Explanation``.
 
         Raises:
-            GBPError: images of the wrong shape, or targets of the wrong shape or range.
+            GBPError: images of the wrong shape, or targets or seeds of the wrong shape or range.
         """
         images = self._check_images(images)
         targets = self._check_targets(targets, len(images))
-        parts = [self._explain_chunk(images[i:i + self.batch_size], targets[i:i + self.batch_size])
+        seeds = self._check_seeds(seeds, len(images))
+        parts = [self._explain_chunk(*(array[i:i + self.batch_size]
+                                       for array in (images, targets, seeds)))
                  for i in range(0, len(images), self.batch_size)]
         if not parts:
-            parts = [self._explain_chunk(images, targets)]
+            parts = [self._explain_chunk(images, targets, seeds)]
         maps, scores, predicted, chosen, target_scores = (
             np.concatenate(column) for column in zip(*parts)
         )
@@ -170,14 +223,15 @@ class GuidedBackprop:
             target_scores=target_scores,
         )
 
-    def _explain_chunk(self, images, targets):
+    def _explain_chunk(self, images, targets, seeds):
         count = len(images)
         pad = self.batch_size - count
         if pad:
             images = np.concatenate([images, np.zeros((pad, *self.input_shape), np.float32)])
             targets = np.concatenate([targets, np.zeros(pad, np.int32)])
+            seeds = np.concatenate([seeds, np.zeros(pad, np.int64)])
         self.num_steps += 1
-        outputs = self._step(tf.constant(images), tf.constant(targets))
+        outputs = self._step(tf.constant(images), tf.constant(targets), tf.constant(seeds))
         return tuple(np.asarray(t)[:count] for t in outputs)
 
     def _probabilities(self, scores):
@@ -216,7 +270,18 @@ class GuidedBackprop:
         return targets.astype(np.int32)
 
 
-def _scoring_model(model, layer_name):
+    def _check_seeds(self, seeds, count):
+        if seeds is None:
+            return np.arange(count, dtype=np.int64)
+        seeds = np.asarray(seeds)
+        if seeds.shape != (count,) or not np.issubdtype(seeds.dtype, np.integer):
+            raise errors.GBPError(errors.BAD_SEEDS_SHAPE.format(count=count, got=seeds.shape))
+        return seeds.astype(np.int64)
+
+
+def scoring_model(model, layer_name):
+    """``model`` itself, or the model up to top-level layer ``layer_name`` (channels explained).
+    """
     if layer_name is None:
         return model
     names = [layer.name for layer in model.layers]

@@ -2,6 +2,11 @@
 
 Springenberg et al. 2015: the backward pass is ``dy * (dy > 0) * f'(x)``. Gating only on
 ``dy`` is DeconvNet, and gating only on ``x`` is the plain gradient; both are common bugs.
+
+The same sites can carry the DeconvNet rule instead (Zeiler & Fergus 2014): backward
+``relu(dy)``, whatever the forward pass did. DeconvNet's backward uses no forward activation
+at all (only max-pool switches), so at a thresholded or capped ReLU neither the threshold nor
+the cap gates it either: a unit saturated at ``max_value`` still passes positive signal.
 """
 
 import keras
@@ -46,18 +51,41 @@ def make_guided_relu(max_value=None, threshold=0.0):
     return guided_relu
 
 
+def make_deconvnet_relu(max_value=None, threshold=0.0):
+    """Returns ``keras.activations.relu(x, 0, max_value, threshold)`` with the DeconvNet
+    backward ``relu(dy)`` (no gate from ``x``, its threshold or its cap)."""
+
+    @tf.custom_gradient
+    def deconvnet_relu(x):
+        y = keras.activations.relu(x, max_value=max_value, threshold=threshold)
+
+        def backward(dy):
+            return tf.nn.relu(dy)
+
+        return y, backward
+
+    return deconvnet_relu
+
+
+RULE_GUIDED = "guided"
+RULE_DECONVNET = "deconvnet"
+RELU_FACTORIES = {RULE_GUIDED: make_guided_relu, RULE_DECONVNET: make_deconvnet_relu}
+
+
 @keras.saving.register_keras_serializable(package="gbp_ops")
 class GuidedReLU(keras.layers.Layer):
-    """Drop-in replacement for ``keras.layers.ReLU`` (with ``negative_slope == 0``), guided.
+    """Drop-in replacement for ``keras.layers.ReLU`` (with ``negative_slope == 0``), guided
+    (``rule='guided'``) or with the DeconvNet backward (``rule='deconvnet'``).
 
     Input and output: any shape, float dtype; the forward values equal ``layers.ReLU``.
     """
 
-    def __init__(self, max_value=None, threshold=0.0, **kwargs):
+    def __init__(self, max_value=None, threshold=0.0, rule=RULE_GUIDED, **kwargs):
         super().__init__(**kwargs)
         self.max_value = None if max_value is None else float(max_value)
         self.threshold = float(threshold)
-        self._guided = make_guided_relu(self.max_value, self.threshold)
+        self.rule = rule
+        self._guided = RELU_FACTORIES[rule](self.max_value, self.threshold)
 
     def call(self, inputs):
         return self._guided(inputs)
@@ -67,5 +95,5 @@ class GuidedReLU(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(max_value=self.max_value, threshold=self.threshold)
+        config.update(max_value=self.max_value, threshold=self.threshold, rule=self.rule)
         return config

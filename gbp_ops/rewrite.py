@@ -11,7 +11,7 @@ import logging
 import keras
 
 from gbp_ops import errors
-from gbp_ops.guided_relu import GuidedReLU, make_guided_relu
+from gbp_ops.guided_relu import RELU_FACTORIES, RULE_GUIDED, GuidedReLU
 from gbp_ops.model_graph import clone_with_weights, copy_layer, leaf_layers
 
 # Activations with a kink that guided backprop has no rule for; they raise unless allowed.
@@ -25,6 +25,9 @@ STRIPPABLE_FINAL_ACTIVATIONS = frozenset({"softmax", "sigmoid"})
 
 SPACE_LOGIT = "logit"
 SPACE_OUTPUT = "output"
+# ``guide_model(rule=RULE_PLAIN)`` leaves every ReLU as it is (plain gradients), e.g. for the
+# Grad-CAM weights; only the final activation is stripped.
+RULE_PLAIN = "plain"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +93,8 @@ def _check_supported_model(model):
 class _LayerPlan:
     """Decides, per layer of the original model, how the clone's copy is built."""
 
-    def __init__(self, model, strip_final_activation, allow_unguided):
+    def __init__(self, model, strip_final_activation, allow_unguided, rule=RULE_GUIDED):
+        self.rule = rule
         self.replacements = {}
         self.guided_sites = []
         self.unguided_sites = []
@@ -129,9 +133,10 @@ class _LayerPlan:
         elif _relu_params(name) is not None:
             max_value, threshold = _relu_params(name)
             self.guided_sites.append(GuidedSite(path, f"{kind}(activation={name})"))
-            self.replacements[id(layer)] = _with_activation(
-                layer, make_guided_relu(max_value, threshold)
-            )
+            if self.rule != RULE_PLAIN:
+                self.replacements[id(layer)] = _with_activation(
+                    layer, RELU_FACTORIES[self.rule](max_value, threshold)
+                )
         elif name in UNSUPPORTED_ACTIVATIONS:
             self._unsupported(path, name, allow_unguided)
 
@@ -144,8 +149,11 @@ class _LayerPlan:
         self.guided_sites.append(
             GuidedSite(path, f"ReLU(max_value={max_value}, threshold={threshold})")
         )
+        if self.rule == RULE_PLAIN:
+            return
         self.replacements[id(layer)] = lambda: GuidedReLU(
-            max_value=max_value, threshold=threshold, name=layer.name, dtype=layer.dtype_policy
+            max_value=max_value, threshold=threshold, rule=self.rule, name=layer.name,
+            dtype=layer.dtype_policy
         )
 
 
@@ -160,7 +168,7 @@ def _with_activation(layer, activation):
     return build
 
 
-def guide_model(model, strip_final_activation=True, allow_unguided=False):
+def guide_model(model, strip_final_activation=True, allow_unguided=False, rule=RULE_GUIDED):
     """Clones ``model``, copies its weights and guides every ReLU of the clone.
 
     Args:
@@ -169,6 +177,9 @@ def guide_model(model, strip_final_activation=True, allow_unguided=False):
             explained.
         allow_unguided: leave unsupported activations (LeakyReLU, GELU, swish, ...) unguided with
             a warning instead of raising.
+        rule: the backward rule at every ReLU site: ``'guided'`` (guided backprop),
+            ``'deconvnet'`` (``relu(dy)``) or ``RULE_PLAIN`` (ReLUs left as they are; the
+            sites are still listed).
 
     Returns:
         A ``RewriteResult``; ``model`` itself is not modified.
@@ -178,7 +189,7 @@ def guide_model(model, strip_final_activation=True, allow_unguided=False):
             the layer), or no ReLU at all.
     """
     _check_supported_model(model)
-    plan = _LayerPlan(model, strip_final_activation, allow_unguided)
+    plan = _LayerPlan(model, strip_final_activation, allow_unguided, rule)
     if not plan.guided_sites:
         raise errors.GBPError(errors.NO_RELU.format(model=model.name))
 

@@ -3,14 +3,16 @@ for Saliency Maps"): compare the trained model's maps with those of each cascade
 (``gbp_ops.randomization``), summarise per depth, and read the result in plain words.
 
 Maps that barely change when the weights are destroyed cannot be telling us much about what
-the model learned.
+the model learned. The rows of the class-sensitivity check (``gbp_ops.class_sensitivity``,
+``check == 'class_sensitivity'``) travel with these rows; ``summary`` leaves them out,
+``class_summary`` reads them, and ``verdict`` reads both checks.
 """
 
 import numpy as np
 
-from gbp_ops.choices import MODE_REINITIALIZE
+from gbp_ops.choices import CHECK_CLASS_SENSITIVITY, CHECK_RANDOMIZATION, MODE_REINITIALIZE
+from gbp_ops.class_sensitivity import reduced_maps
 from gbp_ops.explainer import GuidedBackprop
-from gbp_ops.maps import reduce_channels
 from gbp_ops.randomization import cascading_randomization
 from gbp_ops.similarity import spearman_rank_correlation, ssim
 
@@ -30,6 +32,7 @@ def run_sanity_check(
     seed=0,
     reduction="max_abs",
     depth_layers=None,
+    seeds=None,
 ):
     """Compares the trained model's maps with those of each cascade depth.
 
@@ -47,35 +50,63 @@ def run_sanity_check(
         reduction: channel reduction for explainers that return ``(N, H, W, C)`` maps (see
             ``gbp_ops.maps.reduce_channels``); ``(N, H, W)`` maps are used as they are.
         depth_layers: passed to ``cascading_randomization``.
+        seeds: None or int64 ``(N,)`` SmoothGrad seeds (see ``GuidedBackprop``), the same at
+            every depth so that only the weights differ.
 
     Returns:
-        list of dicts, one per (depth, example): ``depth`` (int), ``randomized_layers``
-        (comma-joined paths), ``example_index`` (int), ``spearman`` and ``ssim`` (float).
+        list of dicts, one per (depth, example): ``check`` (``'randomization'``), ``depth``
+        (int), ``randomized_layers`` (comma-joined paths), ``example_index`` (int),
+        ``spearman`` and ``ssim`` (float).
     """
     explainer_for = explainer_for or (lambda candidate: GuidedBackprop(candidate, batch_size=32))
-    explanation = explainer_for(model).explain_with_outputs(images, targets)
+    explanation = explainer_for(model).explain_with_outputs(images, targets, seeds)
     targets = explanation.targets
-    reference = _reduced(explanation.maps, reduction)
+    reference = reduced_maps(explanation.maps, reduction)
     rows = []
     for depth, names, randomized in cascading_randomization(model, depth_layers, seed, mode):
-        maps = _reduced(explainer_for(randomized).explain(images, targets), reduction)
+        maps = reduced_maps(explainer_for(randomized).explain(images, targets, seeds),
+                            reduction)
         spearman = spearman_rank_correlation(reference, maps)
         similarity = ssim(reference, maps)
         joined = ",".join(names)
         rows += [
-            {"depth": depth, "randomized_layers": joined, "example_index": index,
+            {"check": CHECK_RANDOMIZATION, "depth": depth, "randomized_layers": joined,
+             "example_index": index,
              "spearman": float(spearman[index]), "ssim": float(similarity[index])}
             for index in range(len(reference))
         ]
     return rows
 
 
-def _reduced(maps, reduction):
-    return reduce_channels(maps, reduction) if maps.ndim == 4 else maps
+def _check_of(row):
+    """A row's check; rows written before the class-sensitivity check have none."""
+    check = row.get("check")
+    return check if isinstance(check, str) and check else CHECK_RANDOMIZATION
+
+
+def _similarity_stats(group):
+    """``count``, ``spearman_undefined`` and mean/std (ddof=1, NaNs skipped) of a group's
+    Spearman and SSIM."""
+    entry = {"count": len(group),
+             "spearman_undefined": sum(bool(np.isnan(row["spearman"])) for row in group)}
+    for key in ("spearman", "ssim"):
+        values = np.array([row[key] for row in group], np.float64)
+        values = values[~np.isnan(values)]
+        entry[f"{key}_mean"] = float(values.mean()) if len(values) else float("nan")
+        entry[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+    return entry
+
+
+def class_summary(rows):
+    """The class-sensitivity rows' ``_similarity_stats`` (``count``, ``spearman_undefined``,
+    ``spearman_mean``, ``spearman_std``, ``ssim_mean``, ``ssim_std``); {} without such rows."""
+    group = [row for row in rows if _check_of(row) == CHECK_CLASS_SENSITIVITY]
+    return _similarity_stats(group) if group else {}
 
 
 def summary(rows):
-    """Per-depth mean and std (ddof=1) of the rows of ``run_sanity_check``; NaNs skipped.
+    """Per-depth mean and std (ddof=1) of the rows of ``run_sanity_check``; NaNs skipped;
+    class-sensitivity rows are left out.
 
     Returns:
         dict depth -> dict with ``randomized_layers`` (str), ``last_layer`` (the unit's top
@@ -86,38 +117,92 @@ def summary(rows):
     """
     by_depth = {}
     for row in rows:
-        by_depth.setdefault(row["depth"], []).append(row)
+        if _check_of(row) == CHECK_RANDOMIZATION:
+            by_depth.setdefault(row["depth"], []).append(row)
     result = {}
     previous = []
     for depth in sorted(by_depth):
         group = by_depth[depth]
         names = group[0]["randomized_layers"].split(",")
-        entry = {"randomized_layers": group[0]["randomized_layers"],
-                 "last_layer": next((n for n in names if n not in previous), names[-1]),
-                 "count": len(group),
-                 "spearman_undefined": sum(bool(np.isnan(row["spearman"])) for row in group)}
-        for key in ("spearman", "ssim"):
-            values = np.array([row[key] for row in group], np.float64)
-            values = values[~np.isnan(values)]
-            entry[f"{key}_mean"] = float(values.mean()) if len(values) else float("nan")
-            entry[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-        result[depth] = entry
+        result[depth] = {"randomized_layers": group[0]["randomized_layers"],
+                         "last_layer": next((n for n in names if n not in previous), names[-1]),
+                         **_similarity_stats(group)}
         previous = names
     return result
 
 
-def verdict(summary_by_depth):
-    """A plain-language reading of ``summary(rows)``.
+def verdict(summary_by_depth, class_entry=None, method=None):
+    """A plain-language reading of ``summary(rows)`` and, when given, ``class_summary(rows)``.
 
-    The reading uses the mean Spearman correlation once the top ``TOP_DEPTH`` units (or all,
-    if fewer) are randomized: at least ``SIMILAR_SPEARMAN`` means the maps changed little,
-    below ``PARTLY_SIMILAR_SPEARMAN`` that they changed substantially, in between partly.
+    The randomization reading uses the mean Spearman correlation once the top ``TOP_DEPTH``
+    units (or all, if fewer) are randomized: at least ``SIMILAR_SPEARMAN`` means the maps
+    changed little, below ``PARTLY_SIMILAR_SPEARMAN`` that they changed substantially, in
+    between partly. The class-sensitivity reading uses the same bands on the mean Spearman
+    between the explained class's map and another class's map.
+
+    Args:
+        summary_by_depth: ``summary(rows)``.
+        class_entry: ``class_summary(rows)`` or None/{} (no class-sensitivity check).
+        method: the method's name, e.g. ``'guided_gradcam'``, named first; None leaves it out.
 
     Returns:
-        str; empty summary gives a sentence saying there is nothing to judge.
+        str; no results at all give a sentence saying there is nothing to judge.
     """
-    if not summary_by_depth:
+    if not summary_by_depth and not class_entry:
         return "No sanity-check results to judge."
+    parts = [f"Method: {method}."] if method else []
+    if summary_by_depth:
+        parts.append(_randomization_verdict(summary_by_depth))
+    if class_entry:
+        parts.append(_class_verdict(class_entry))
+    return " ".join(parts)
+
+
+def _class_verdict(entry):
+    value = entry["spearman_mean"]
+    if np.isnan(value):
+        return "The class-sensitivity check could not compare the maps (constant maps)."
+    measured = (f"the map of a randomly drawn other class has mean Spearman {value:.2f} (SSIM "
+                f"{entry['ssim_mean']:.2f}) with the explained class's map, over "
+                f"{entry['count'] - entry['spearman_undefined']} examples")
+    if value >= SIMILAR_SPEARMAN:
+        return (f"Maps barely depend on the class explained: {measured}, so per-class "
+                "comparisons with this method can mislead (Nie et al. 2018 explain why "
+                "guided backprop behaves so).")
+    if value >= PARTLY_SIMILAR_SPEARMAN:
+        return (f"Maps depend partly on the class explained: {measured}; read per-class "
+                "differences with care.")
+    return f"Maps are class-specific: {measured}."
+
+
+def method_description(method, settings=None):
+    """The method in words, e.g. ``'guided_gradcam (Grad-CAM layer relu6) with SmoothGrad (16
+    noisy copies, sigma 0.15 of the input range)'``.
+
+    Args:
+        method: the method's name.
+        settings: the manifest's ``method_settings`` (``method_fields()`` without ``method``).
+    """
+    settings = settings or {}
+    text = method
+    if settings.get("gradcam_layer"):
+        text += f" (Grad-CAM layer {settings['gradcam_layer']})"
+    if settings.get("smoothgrad_samples"):
+        text += (f" with SmoothGrad ({settings['smoothgrad_samples']} noisy copies, sigma "
+                 f"{settings.get('smoothgrad_sigma', 0):.2f} of the input range)")
+    return text
+
+
+def sanity_fields(rows, method=None):
+    """The manifest's ``sanity`` entry: ``verdict``, ``by_depth`` and ``class_sensitivity``
+    (``class_summary``; {} without that check); ``method`` as in ``verdict``."""
+    by_depth = summary(rows)
+    class_entry = class_summary(rows)
+    return {"verdict": verdict(by_depth, class_entry, method), "by_depth": by_depth,
+            "class_sensitivity": class_entry}
+
+
+def _randomization_verdict(summary_by_depth):
     depths = sorted(summary_by_depth)
     top = max(d for d in depths if d <= max(TOP_DEPTH, depths[0]))
     deepest = depths[-1]

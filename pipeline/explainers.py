@@ -35,31 +35,40 @@ def configure_threads(intra_op_threads):
 
 
 def load_configured_model(config):
-    """The ``keras.Model`` that ``config.model`` names, copied to local disk first if remote."""
+    """The ``keras.Model`` (or ``SavedModelSource``, for a SavedModel directory) that
+    ``config.model`` names, copied to local disk first if remote."""
     import gbp_ops
 
     configure_gpus()
     configure_threads(config.explain.worker_intra_op_threads)
-    return gbp_ops.load_model(paths.local_copy(config.model.path),
-                              safe_mode=config.model.safe_mode)
+    model = config.model
+    return gbp_ops.load_model(paths.local_copy(model.path), safe_mode=model.safe_mode,
+                              kind=model.kind, signature=model.signature,
+                              input_key=model.input_key, output_key=model.output_key)
 
 
 def explainer_for_model(config, model):
     """The configured explainer of ``model`` (the loaded model, or a randomized copy of it).
 
     Returns:
-        A ``gbp_ops.GuidedBackprop`` compiled for ``config.explain.batch_size`` that reduces
-        channels with ``config.explain.reduction``.
+        An explainer with the ``gbp_ops.GuidedBackprop`` interface for ``explain.method``
+        (``gbp_ops.make_explainer``, SmoothGrad included), compiled for
+        ``config.explain.batch_size``, that reduces channels with ``config.explain.reduction``.
     """
     import gbp_ops
 
-    return gbp_ops.GuidedBackprop(
+    explain = config.explain
+    return gbp_ops.make_explainer(
         model,
-        batch_size=config.explain.batch_size,
+        explain.method,
+        gradcam_layer=explain.gradcam_layer,
+        smoothgrad_samples=explain.smoothgrad_samples,
+        smoothgrad_sigma=explain.smoothgrad_sigma,
+        batch_size=explain.batch_size,
         strip_final_activation=config.model.strip_final_activation,
         allow_unguided=config.model.allow_unguided,
         layer_name=config.model.layer_name,
-        reduction=config.explain.reduction,
+        reduction=explain.reduction,
     )
 
 

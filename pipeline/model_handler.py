@@ -62,26 +62,33 @@ class GuidedBackpropModelHandler(ModelHandler):
             beam.metrics.Metrics.counter("gbp_audit", "models_built").inc()
         beam.metrics.Metrics.counter("gbp_audit", "batches_explained").inc()
         examples = list(batch)
+        smoothgrad = self._config.explain.smoothgrad_samples > 0
         try:
-            explanation = _explain(model, examples)
+            explanation = _explain(model, examples, smoothgrad)
             return [ExplainedBatch(examples, explanation, [])]
         except Exception as error:  # one bad element must not fail its whole batch
             logging.warning("gbp-audit: batch failed (%s); explaining its examples one by one",
                             error)
-        return [_explain_one_by_one(model, examples)]
+        return [_explain_one_by_one(model, examples, smoothgrad)]
 
 
-def _explain(model, examples):
+def _explain(model, examples, smoothgrad=False):
     images = np.stack([example.image for example in examples])
     targets = np.array([example.target for example in examples], np.int32)
-    return model.explain_with_outputs(images, targets)
+    if not smoothgrad:
+        return model.explain_with_outputs(images, targets)
+    import gbp_ops
+
+    # SmoothGrad noise seeded by example id, so a rerun draws the same noise per example.
+    seeds = gbp_ops.seeds_from_ids([example.example_id for example in examples])
+    return model.explain_with_outputs(images, targets, seeds)
 
 
-def _explain_one_by_one(model, examples):
+def _explain_one_by_one(model, examples, smoothgrad=False):
     kept, parts, dead_letters = [], [], []
     for example in examples:
         try:
-            parts.append(_explain(model, [example]))
+            parts.append(_explain(model, [example], smoothgrad))
             kept.append(example)
         except Exception as error:
             dead_letters.append(DeadLetter(example.example_id, example.position, STAGE_EXPLAIN,

@@ -1,5 +1,7 @@
-"""The optional sanity-check stage: cascading model randomization on a deterministic sample,
-explained exactly as the audit explains (same config -> explainer mapping, same targets)."""
+"""The optional sanity-check stage on a deterministic sample, explained exactly as the audit
+explains (same config -> explainer mapping, same targets, same SmoothGrad seeds): cascading
+model randomization, and the class-sensitivity check (the explained class's map against
+another class's map)."""
 
 import hashlib
 
@@ -44,18 +46,26 @@ class RunSanityCheckDoFn(beam.DoFn):
     def process(self, examples):
         import tensorflow as tf
 
-        from gbp_ops import sanity
+        from gbp_ops import class_sensitivity, sanity, seeds_from_ids
 
         config = self._config
         examples, model, images, targets, explainer_for = check_inputs(config, examples)
+        trained = explainer_for(model)
+        seeds = seeds_from_ids([example.example_id for example in examples])
         logger = tf.get_logger()
         previous_level = logger.level
         logger.setLevel("ERROR")  # every depth traces its own explainer, by design
         try:
-            rows = sanity.run_sanity_check(
-                model, images, targets, explainer_for=explainer_for, mode=config.sanity.mode,
-                seed=config.sanity.seed, reduction=config.explain.reduction,
-                depth_layers=config.sanity.depth)
+            rows = class_sensitivity.run_class_sensitivity_check(
+                trained, images, targets, seeds=seeds, seed=config.sanity.seed,
+                reduction=config.explain.reduction)
+            rows += sanity.run_sanity_check(
+                model, images, targets,
+                explainer_for=lambda candidate: trained if candidate is model else (
+                    explainer_for(candidate)),
+                mode=config.sanity.mode, seed=config.sanity.seed,
+                reduction=config.explain.reduction, depth_layers=config.sanity.depth,
+                seeds=seeds)
         finally:
             logger.setLevel(previous_level)
         for row in rows:

@@ -159,17 +159,35 @@ def examples_section(frame, shown, maps):
     return "\n".join(parts)
 
 
-def sanity_section(sanity_rows):
+def sanity_section(sanity_rows, method=None):
+    """The sanity checks: verdict, randomization per depth, class sensitivity.
+
+    Args:
+        sanity_rows: the ``sanity`` table's rows (dicts).
+        method: the method in words (``gbp_ops.sanity.method_description``), or None.
+    """
     from gbp_ops import sanity
 
     summary_by_depth = sanity.summary(sanity_rows)
-    parts = ["<h2>Sanity check: cascading model randomization</h2>",
+    class_entry = sanity.class_summary(sanity_rows)
+    parts = ["<h2>Sanity checks: model randomization and class sensitivity</h2>",
              "<p class=note>The model's weighted layers are re-randomized from the top down, "
              "one more at each depth, and each randomized model's maps are compared with the "
              "trained model's maps of the same images and targets (Adebayo et al. 2018, "
              "Sanity Checks for Saliency Maps). Maps that stay similar do not depend on what "
-             "the model learned.</p>",
-             f'<p class="verdict">{esc(sanity.verdict(summary_by_depth))}</p>']
+             "the model learned. The class-sensitivity check compares, on the same images, "
+             "the map of the explained class with the map of another class drawn at random "
+             "(the random-logit test); maps that stay similar cannot tell classes apart.</p>",
+             f'<p class="verdict">{esc(sanity.verdict(summary_by_depth, class_entry, method))}'
+             "</p>"]
+    if class_entry:
+        parts.append(table(
+            ("check", "examples", "constant maps", "Spearman (mean ± std)", "SSIM (mean ± std)"),
+            [("explained class vs another class", class_entry["count"],
+              class_entry["spearman_undefined"],
+              f"{number(class_entry['spearman_mean'])} ± {number(class_entry['spearman_std'])}",
+              f"{number(class_entry['ssim_mean'])} ± {number(class_entry['ssim_std'])}")],
+            text_columns=(0,)))
     if summary_by_depth:
         link = png_data_uri(figures.figure_png(figures.sanity_figure(summary_by_depth)))
         parts.append(figure_html(link, "similarity to the trained model's maps per depth"))

@@ -8,6 +8,10 @@ Guided ReLU rule (Springenberg et al. 2015): forward unchanged; backward
 `dx = dy * (dy > 0) * f'(x)`, with `f'` the ReLU's own derivative. With `guided=False` the backward
 is the plain gradient `dy * f'(x)`, which lets the reference itself be checked against
 `tf.GradientTape`.
+
+Also here: DeconvNet (`rule='deconvnet'`: backward `relu(dy)` at every ReLU site, whatever the
+forward sign, threshold or cap), Grad-CAM (`numpy_gradcam`: plain gradients at a named layer,
+then a numpy half-pixel bilinear upsampling) and Guided Grad-CAM (their product).
 """
 
 import keras
@@ -18,7 +22,15 @@ import numpy as np
 _PASS_THROUGH = (keras.layers.Dropout, keras.layers.Flatten)
 
 
+RULES = ("guided", "deconvnet", "plain")
+
+
 def numpy_guided_backprop(model, images, targets, guided=True):
+    """`numpy_backprop` with the guided rule (or plain gradients with `guided=False`)."""
+    return numpy_backprop(model, images, targets, "guided" if guided else "plain")
+
+
+def numpy_backprop(model, images, targets, rule, stop_at=None):
     """Computes guided-backprop (or plain-gradient) maps of the target logits w.r.t. the images.
 
     Args:
@@ -32,12 +44,14 @@ def numpy_guided_backprop(model, images, targets, guided=True):
             model's final value-changing operation and is stripped.
         images: float array `(N, H, W, C)`; cast to float64.
         targets: int array `(N,)`, the class index explained for each example.
-        guided: True for guided backprop; False for plain gradients.
+        rule: the backward at every ReLU: 'guided', 'deconvnet' or 'plain'.
+        stop_at: None, or a layer name: then the backward stops at that layer's output and
+            `(activations, gradients, logits)` of that layer are returned instead.
 
     Returns:
         `(maps, logits)`: `maps` float64 `(N, H, W, C)` is
-        `d(sum_i logits[i, targets[i]]) / d(images)`; `logits` float64 `(N, K)` are the
-        pre-softmax scores.
+        `d(sum_i logits[i, targets[i]]) / d(images)` under `rule`; `logits` float64 `(N, K)`
+        are the pre-softmax scores.
 
     Raises:
         NotImplementedError: a layer, layer option or topology outside the list above.
@@ -46,15 +60,20 @@ def numpy_guided_backprop(model, images, targets, guided=True):
     x = np.asarray(images, dtype=np.float64)
     if x.ndim != 4:
         raise ValueError(f"numpy reference: images must be (N, H, W, C); got shape {x.shape}")
+    if rule not in RULES:
+        raise ValueError(f"numpy reference: unknown rule {rule!r}")
     layers = _chain_layers(model)
     _check_input_shape(model, x)
+    stop_index, stopped = None, None
     final_index = _final_value_changing_index(layers)
 
     # Each forward step records its backward function: dy (shape of its output) -> dx.
     backward_fns = []
     for index, layer in enumerate(layers):
-        x, backward = _forward_layer(layer, x, guided, allow_softmax=index == final_index)
+        x, backward = _forward_layer(layer, x, rule, allow_softmax=index == final_index)
         backward_fns.append(backward)
+        if layer.name == stop_at:
+            stop_index, stopped = index, x
 
     logits = x
     if logits.ndim != 2:
@@ -71,9 +90,55 @@ def numpy_guided_backprop(model, images, targets, guided=True):
 
     grad = np.zeros_like(logits)
     grad[np.arange(n), targets] = 1.0
+    if stop_at is not None:
+        if stop_index is None:
+            raise ValueError(f"numpy reference: no layer named {stop_at!r}")
+        for backward in reversed(backward_fns[stop_index + 1:]):
+            grad = backward(grad)
+        return stopped, grad, logits
     for backward in reversed(backward_fns):
         grad = backward(grad)
     return grad, logits
+
+
+def numpy_bilinear_resize(maps, size):
+    """Bilinear resize of float64 `(N, h, w)` to `(N, H, W)` with half-pixel centres: output
+    pixel i reads input coordinate `(i + 0.5) * h / H - 0.5`, clamped to `[0, h - 1]`."""
+
+    def weights(out_size, in_size):
+        source = np.clip((np.arange(out_size) + 0.5) * in_size / out_size - 0.5, 0, in_size - 1)
+        low = np.floor(source).astype(int)
+        high = np.minimum(low + 1, in_size - 1)
+        matrix = np.zeros((out_size, in_size))
+        matrix[np.arange(out_size), low] += 1.0 - (source - low)
+        matrix[np.arange(out_size), high] += source - low
+        return matrix
+
+    rows, cols = weights(size[0], maps.shape[1]), weights(size[1], maps.shape[2])
+    return np.einsum("Hh,nhw,Ww->nHW", rows, maps, cols)
+
+
+def numpy_gradcam(model, images, targets, layer_name, rule="plain"):
+    """Grad-CAM of `layer_name`: `relu(sum_k mean_hw(dS/dA^k) A^k)`, upsampled to the input.
+
+    Args:
+        model, images, targets: as `numpy_backprop`.
+        layer_name: a layer of the chain with a `(N, h, w, k)` output.
+        rule: the ReLU backward between the layer and the logits; Grad-CAM is 'plain'.
+
+    Returns:
+        float64 `(N, H, W)`.
+    """
+    activations, gradients, _ = numpy_backprop(model, images, targets, rule, stop_at=layer_name)
+    alpha = gradients.mean(axis=(1, 2), keepdims=True)
+    cam = np.maximum((alpha * activations).sum(axis=-1), 0.0)
+    return numpy_bilinear_resize(cam, np.asarray(images).shape[1:3])
+
+
+def numpy_guided_gradcam(model, images, targets, layer_name):
+    """Guided Grad-CAM: the guided-backprop map times `numpy_gradcam`, float64 `(N, H, W, C)`."""
+    guided, _ = numpy_backprop(model, images, targets, "guided")
+    return guided * numpy_gradcam(model, images, targets, layer_name)[..., None]
 
 
 def _unsupported(layer, detail=None):
@@ -140,13 +205,13 @@ def _activation_name(layer):
     return name
 
 
-def _forward_layer(layer, x, guided, allow_softmax):
+def _forward_layer(layer, x, rule, allow_softmax):
     """Runs one layer forward in float64.
 
     Args:
         layer: the keras layer.
         x: float64 input array.
-        guided: whether ReLU backwards use the guided rule.
+        rule: the ReLU backward rule ('guided', 'deconvnet' or 'plain').
         allow_softmax: whether a softmax here is the model's final one (then stripped).
 
     Returns:
@@ -155,19 +220,19 @@ def _forward_layer(layer, x, guided, allow_softmax):
     # Exact type checks: a subclass may override call() with maths this file does not model.
     if type(layer) is keras.layers.Conv2D:
         y, backward = _conv2d(layer, x)
-        return _then_activation(layer, y, backward, guided, allow_softmax)
+        return _then_activation(layer, y, backward, rule, allow_softmax)
     if type(layer) is keras.layers.Dense:
         y, backward = _dense(layer, x)
-        return _then_activation(layer, y, backward, guided, allow_softmax)
+        return _then_activation(layer, y, backward, rule, allow_softmax)
     if type(layer) is keras.layers.BatchNormalization:
         return _batch_norm(layer, x)
     if type(layer) is keras.layers.Activation:
-        return _activation(layer, _activation_name(layer), x, guided, allow_softmax)
+        return _activation(layer, _activation_name(layer), x, rule, allow_softmax)
     if type(layer) is keras.layers.ReLU:
         config = layer.get_config()
         if config.get("negative_slope", 0.0) != 0.0:
             raise _unsupported(layer, "negative_slope != 0")
-        return _relu(x, guided, threshold=config["threshold"], max_value=config["max_value"])
+        return _relu(x, rule, threshold=config["threshold"], max_value=config["max_value"])
     if type(layer) is keras.layers.MaxPooling2D:
         return _max_pool2d(layer, x)
     if type(layer) is keras.layers.Flatten:
@@ -180,34 +245,34 @@ def _forward_layer(layer, x, guided, allow_softmax):
     raise _unsupported(layer)
 
 
-def _then_activation(layer, y, backward, guided, allow_softmax):
+def _then_activation(layer, y, backward, rule, allow_softmax):
     """Applies a Conv2D/Dense layer's fused activation after its affine part."""
-    y_act, act_backward = _activation(layer, _activation_name(layer), y, guided, allow_softmax)
+    y_act, act_backward = _activation(layer, _activation_name(layer), y, rule, allow_softmax)
     return y_act, lambda dy: backward(act_backward(dy))
 
 
-def _activation(layer, name, x, guided, allow_softmax):
+def _activation(layer, name, x, rule, allow_softmax):
     """Forward/backward of a named activation; a final softmax is treated as identity."""
     if name == "linear" or (name == "softmax" and allow_softmax):
         return x, lambda dy: dy
     if name == "relu":
-        return _relu(x, guided)
+        return _relu(x, rule)
     if name == "relu6":
-        return _relu(x, guided, max_value=6.0)
+        return _relu(x, rule, max_value=6.0)
     if name == "softmax":
         raise _unsupported(layer, "softmax is only supported as the model's final activation")
     raise _unsupported(layer, f"activation {name!r}")
 
 
-def _relu(x, guided, threshold=0.0, max_value=None):
-    """Keras ReLU (negative_slope=0) with plain or guided backward.
+def _relu(x, rule, threshold=0.0, max_value=None):
+    """Keras ReLU (negative_slope=0) with a plain, guided or DeconvNet backward.
 
     Keras computes `where(x > threshold, x, 0)` and then, only if max_value is set,
     `clip(., 0, max_value)`; the derivative mask follows that composition.
 
     Args:
         x: float64 array, any shape.
-        guided: use `dy * (dy > 0) * f'(x)` instead of `dy * f'(x)`.
+        rule: 'plain' `dy * f'(x)`, 'guided' `dy * (dy > 0) * f'(x)`, 'deconvnet' `max(dy, 0)`.
         threshold: float >= 0.
         max_value: float or None.
 
@@ -223,7 +288,9 @@ def _relu(x, guided, threshold=0.0, max_value=None):
         passes &= (x > 0.0) & (x < max_value)
 
     def backward(dy):
-        keep = passes & (dy > 0) if guided else passes
+        if rule == "deconvnet":
+            return np.maximum(dy, 0.0)
+        keep = passes & (dy > 0) if rule == "guided" else passes
         return np.where(keep, dy, 0.0)
 
     return y, backward
