@@ -167,26 +167,28 @@ def read_header(data):
     return ImageHeader(kind, *size(data))
 
 
-def check_pixels(height, width, max_pixels, frame_pixels=0, frames=1):
+def check_pixels(height, width, max_pixels, frame_pixels=0, frames=1, skipped="decoded"):
     """Raises StageError(decode) when an image of ``height`` x ``width`` (or its frames,
-    ``frame_pixels`` in all) is over ``max_pixels``; 0 allows any size."""
+    ``frame_pixels`` in all) is over ``max_pixels``; 0 allows any size. The message ends
+    "it was not <skipped>"."""
     limit = f"the limit preprocess.max_pixels={max_pixels} ({max_pixels / 1e6:g} megapixels)"
     pixels = height * width
     if max_pixels and pixels > max_pixels:
         raise StageError(STAGE_DECODE, f"image is {width}x{height} ({pixels / 1e6:g} megapixels),"
-                         f" over {limit}; it was not decoded")
+                         f" over {limit}; it was not {skipped}")
     if max_pixels and frame_pixels > max_pixels:
         raise StageError(STAGE_DECODE, f"image is {width}x{height} but its {frames} frames hold "
                          f"{frame_pixels / 1e6:g} megapixels, which the decoder reads in full; "
-                         f"over {limit}; it was not decoded")
+                         f"over {limit}; it was not {skipped}")
 
 
 def jpeg_ratio(height, width, target_size):
     """The largest libjpeg scale ratio in ``JPEG_RATIOS`` whose output, ceil(side / ratio),
     still covers ``target_size`` = (height, width) on both sides; 1 when none does."""
     target_height, target_width = target_size
-    return next(ratio for ratio in JPEG_RATIOS
-                if -(-height // ratio) >= target_height and -(-width // ratio) >= target_width)
+    return next((ratio for ratio in JPEG_RATIOS
+                 if -(-height // ratio) >= target_height and -(-width // ratio) >= target_width),
+                1)
 
 
 def _first_line(error):
@@ -206,8 +208,8 @@ def _decode_encoded(data, preprocess, target_size):
         ratio = jpeg_ratio(height, width, target_size)
     try:
         if ratio > 1:
-            return tf.io.decode_jpeg(data, ratio=ratio).numpy()
-        return tf.io.decode_image(data, expand_animations=False).numpy()
+            return tf.io.decode_jpeg(data, ratio=ratio)
+        return tf.io.decode_image(data, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
         raise _decode_error(_first_line(error)) from error
 
@@ -222,7 +224,17 @@ def _decode_raw(data, source):
 
 
 def decode_image(image, source, preprocess=None, target_size=None):
-    """Encoded/raw bytes (or an already decoded array) -> numpy ``(H, W, C)``.
+    """Encoded/raw bytes (or an already decoded array) -> numpy ``(H, W, C)``; see
+    ``decode_pixels`` for the arguments, limits and errors."""
+    return np.asarray(decode_pixels(image, source, preprocess, target_size))
+
+
+def decode_pixels(image, source, preprocess=None, target_size=None):
+    """Encoded/raw bytes (or an already decoded array) -> ``(H, W, C)`` pixels.
+
+    An encoded image stays the decoder's ``tf.Tensor``: resizing it from there holds the
+    full-size image once, while ``.numpy()`` and the conversion back for ``tf.image.resize``
+    would each copy it.
 
     Args:
         image: encoded image bytes, raw tensor bytes, or a decoded numpy array.
@@ -233,8 +245,9 @@ def decode_image(image, source, preprocess=None, target_size=None):
             smallest DCT scale whose sides are still >= it; None decodes at full size.
 
     Returns:
-        uint8 for encoded and uint8-raw images; float32 in [0, 1] for float32-raw images.
-        A scaled JPEG is ceil(H / r) x ceil(W / r) for its ratio r in ``JPEG_RATIOS``.
+        uint8 ``tf.Tensor`` for encoded images; numpy uint8 for uint8-raw images and float32 in
+        [0, 1] for float32-raw images; a decoded array as given. A scaled JPEG is
+        ceil(H / r) x ceil(W / r) for its ratio r in ``JPEG_RATIOS``.
 
     Raises:
         StageError(decode): over ``max_pixels``, a header that does not parse, undecodable
@@ -251,5 +264,5 @@ def decode_image(image, source, preprocess=None, target_size=None):
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or min(array.shape[:2]) < 1:
         raise StageError(STAGE_DECODE, f"image shape {list(array.shape)} is not (H, W, 1|3|4)")
-    check_pixels(*array.shape[:2], preprocess.max_pixels)  # raw tensors and decoded arrays
+    check_pixels(*array.shape[:2], preprocess.max_pixels, skipped="preprocessed")  # raw, arrays
     return array

@@ -4,7 +4,7 @@ import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 
-from pipeline.decode import StageError, decode_image
+from pipeline.decode import StageError, decode_image, decode_pixels
 from pipeline.read import DEAD_LETTERS
 from pipeline.records import (
     STAGE_PARSE,
@@ -14,7 +14,7 @@ from pipeline.records import (
     RawExample,
 )
 
-__all__ = ["StageError", "decode_image"]  # re-exported: callers import them from here too
+__all__ = ["StageError", "decode_image", "decode_pixels"]  # re-exported from pipeline.decode
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -115,7 +115,8 @@ def scale_pixels(image, scaling):
 
 
 def preprocess_image(image, input_shape, preprocess):
-    """Decoded image -> float32 model input ``input_shape`` = ``(H, W, C)``.
+    """Decoded image (numpy, or the uint8 ``tf.Tensor`` of ``decode_pixels``) -> float32 model
+    input ``input_shape`` = ``(H, W, C)``.
 
     Raises:
         StageError(preprocess): non-finite pixels or an impossible channel conversion.
@@ -124,8 +125,9 @@ def preprocess_image(image, input_shape, preprocess):
 
 
 def resize_uint8(image, size, method):
-    """uint8 ``(H, W, C)`` -> float32 ``(*size, C)`` in [0, 255], equal to resizing the image
-    as float32, without ever holding it as float32 at full size.
+    """uint8 ``(H, W, C)`` numpy array or tf.Tensor -> float32 numpy ``(*size, C)`` in
+    [0, 255], equal to resizing the image as float32, without ever holding it as float32 at
+    full size.
 
     TensorFlow's resize kernels read uint8 directly and interpolate in float32, so this is
     bit-identical to ``tf.image.resize(image.astype(np.float32), size, method)``.
@@ -135,18 +137,25 @@ def resize_uint8(image, size, method):
 
 def preprocess_with_display(image, input_shape, preprocess):
     """Like ``preprocess_image``, also returning the resized uint8 ``(H, W, 3)`` image that
-    reports draw maps on."""
+    reports draw maps on.
+
+    Returns:
+        (float32 ``input_shape`` model input, uint8 ``(H, W, 3)`` display image).
+    """
     height, width, channels = input_shape
-    # uint8 pixels that are only copied (no resize, no RGB->gray) stay finite whole numbers:
-    # the checks and rounding below would be wasted work on every example.
-    exact = (image.dtype == np.uint8 and image.shape[:2] == (height, width)
-             and (channels == 3 or image.shape[-1] == 1))
-    if image.dtype == np.uint8 and image.shape[:2] != (height, width):
+    exact = False
+    if image.dtype == np.uint8 and tuple(image.shape[:2]) != (height, width):
         # A large photo becomes float32 only at the model's size: dropping alpha and resizing
         # first keeps the full-size image at 1 byte per sample.
-        pixels = resize_uint8(image[..., :3], (height, width), preprocess.resize_method)
+        if image.shape[-1] == 4:
+            image = image[..., :3]
+        pixels = resize_uint8(image, (height, width), preprocess.resize_method)
         pixels = convert_channels(pixels, channels)
     else:
+        image = np.asarray(image)
+        # uint8 pixels that are only copied (no resize, no RGB->gray) stay finite whole
+        # numbers: the checks and rounding below would be wasted work on every example.
+        exact = image.dtype == np.uint8 and (channels == 3 or image.shape[-1] == 1)
         pixels = to_pixel_range(image)
         if not exact and not np.isfinite(pixels).all():
             raise StageError(STAGE_PREPROCESS, "image has non-finite (NaN or inf) pixel values")
@@ -184,7 +193,7 @@ def prepare_example(record, config, input_shape):
     else:
         raw = tfds_features_to_raw(record.position, record.payload, source)
     try:
-        decoded = decode_image(raw.image, source, config.preprocess, input_shape[:2])
+        decoded = decode_pixels(raw.image, source, config.preprocess, input_shape[:2])
         image, display = preprocess_with_display(decoded, input_shape, config.preprocess)
         target = resolve_target(config.explain.target, config.fixed_target, raw.label)
     except StageError as error:

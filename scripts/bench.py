@@ -1,7 +1,8 @@
 """Benchmark: bare GBP kernel vs the whole pipeline vs the eager GradientTape recipe.
 
 Usage:  .venv/bin/python scripts/bench.py [--images 2000] [--workdir DIR] [--beam-args "..."]
-                                         [--worker-threads N]
+                                         [--worker-threads N] [--large-images 1000] [--large-only]
+                                         [--set section.field=value ...]
 
 Measured in one invocation, on the reference model (demo/reference_model.py) at 128x128, batch 32:
   1. kernel:   gbp_ops.GuidedBackprop.explain on in-memory batches;
@@ -13,9 +14,19 @@ Measured in one invocation, on the reference model (demo/reference_model.py) at 
                tf.custom_gradient ReLU, eager GradientTape).
 Prints images/s for each and the ratios pipeline/kernel and pipeline/naive, and the stored
 bytes per example for float16, float32 and uint8 maps.
+
+Then, on photos from the wild (`large_jpeg_bench`: photo-like 2000x1500 JPEGs audited at 224x224
+by the reference model at half width):
+  4. decode:   ms per image of decode + preprocess with full decoding, with scaled decoding (the
+               default: libjpeg DCT scaling, then resize) and with the code before issue 17 (full
+               decoding, float32 at full size, then resize);
+  5. kernel and pipeline at 224 px, with scaled and with full decoding: images/s, the ratio
+               pipeline/kernel and the peak RSS of the run's process tree.
+The last line is one JSON object with every figure.
 """
 
 import argparse
+import glob
 import json
 import os
 import subprocess
@@ -29,12 +40,16 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 SIZE, BATCH = 128, 32
+LARGE_HEIGHT, LARGE_WIDTH, LARGE_SIDE = 1500, 2000, 224
+LARGE_WIDTH_DIVISOR = 2  # half-width reference model: 224-px GBP stays affordable on 2 cores
+LARGE_SHARDS = 4
+DECODE_TIMING_IMAGES, DECODE_TIMING_ROUNDS = 100, 3
 
 
 def build_assets(workdir, count):
     """JPEG TFRecord shards of `count` 128x128 images and the reference model (random init)."""
-    from demo.reference_model import build_reference_model
     from demo.assets import synthesize_shapes, write_tfrecord_shards
+    from demo.reference_model import build_reference_model
 
     data_dir = os.path.join(workdir, f"data-{count}")
     if not os.path.isdir(data_dir):
@@ -105,7 +120,8 @@ def _tree_rss(process):
         return 0
 
 
-def run_pipeline(pattern, model_path, output, *overrides, beam_args=(), worker_threads=0):
+def run_pipeline(pattern, model_path, output, *overrides, beam_args=(), worker_threads=0,
+                 extra_overrides=()):
     """Runs `python -m pipeline` in a subprocess.
 
     Returns:
@@ -115,7 +131,8 @@ def run_pipeline(pattern, model_path, output, *overrides, beam_args=(), worker_t
             "--set", f"source.pattern={pattern}", "--set", f"model.path={model_path}",
             "--set", "source.box_key=null", "--set", f"explain.batch_size={BATCH}",
             "--set", "sanity.enabled=false",
-            "--output", output, *[x for o in overrides for x in ("--set", o)], *beam_args]
+            "--output", output,
+            *[x for o in (*extra_overrides, *overrides) for x in ("--set", o)], *beam_args]
     peak = [0]
     start = time.perf_counter()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -135,7 +152,8 @@ def run_pipeline(pattern, model_path, output, *overrides, beam_args=(), worker_t
     watcher.join()
     seconds = time.perf_counter() - start
     if process.returncode:
-        raise RuntimeError(f"pipeline failed: {err.decode()[-2000:]}")
+        raise RuntimeError(f"pipeline failed (exit code {process.returncode}): "
+                           f"{err.decode()[-2000:]}")
     with open(os.path.join(output, "manifest.json")) as handle:
         return seconds, peak[0], json.load(handle)
 
@@ -146,17 +164,188 @@ def bytes_per_example(output, rows):
     return total / rows
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=2000,
-                        help="N: the pipeline runs on N and on 10xN images")
-    parser.add_argument("--kernel-images", type=int, default=1024)
-    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "gbp-bench"))
-    parser.add_argument("--beam-args", default="", help="extra Beam flags for pipeline runs")
-    parser.add_argument("--worker-threads", type=int, default=0,
-                        help="TF intra-op threads per pipeline process (0: TF's default)")
-    args = parser.parse_args()
-    os.makedirs(args.workdir, exist_ok=True)
+def synthesize_photo(seed, height=LARGE_HEIGHT, width=LARGE_WIDTH):
+    """A photo-like uint8 ``(height, width, 3)``: a rough 1/f luminance field with weaker
+    colour, a few sharp-edged discs, and pixel noise of +-3 levels (about 320 KB as a quality-90
+    JPEG at 2000x1500)."""
+    import tensorflow as tf
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    low_shape = (height // 4, width // 4)  # built at 1/4 size, then upsampled: fast to make
+
+    def field(cells, amplitude, channels):
+        rows = max(cells * low_shape[0] // low_shape[1], 1) + 1
+        grid = rng.normal(0.0, amplitude, (1, rows, cells + 1, channels)).astype(np.float32)
+        return tf.image.resize(grid, low_shape, method="bicubic")[0].numpy()
+
+    low = 120.0 + sum(field(cells, amplitude, 1) for cells, amplitude in
+                      ((3, 50.0), (12, 25.0), (48, 12.0), (192, 6.0)))
+    low = low + field(3, 25.0, 3) + field(12, 10.0, 3)
+    rows, cols = np.mgrid[0:low_shape[0], 0:low_shape[1]]
+    for _ in range(4):
+        centre_y, centre_x = rng.uniform(0, low_shape[0]), rng.uniform(0, low_shape[1])
+        inside = (rows - centre_y) ** 2 + (cols - centre_x) ** 2 < rng.uniform(15, 90) ** 2
+        low[inside] += rng.uniform(-60, 60, 3)
+    small = Image.fromarray(np.clip(low, 0, 255).astype(np.uint8))
+    image = np.asarray(small.resize((width, height), Image.BILINEAR), np.int16)
+    noise = rng.integers(-3, 4, (height, width, 3), dtype=np.int16)
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+def build_large_jpegs(workdir, count):
+    """TFRecord shards of `count` photo-like 2000x1500 quality-90 JPEGs, and the reference
+    model at 224x224 and half width (random init).
+
+    Returns:
+        (shard pattern, pattern of the first half of the shards, model path).
+    """
+    import tensorflow as tf
+
+    from demo.assets import ID_KEY, IMAGE_KEY, LABEL_KEY
+    from demo.reference_model import build_reference_model
+
+    data_dir = os.path.join(workdir, f"large-{count}")
+    if not os.path.isdir(data_dir):
+        partial = data_dir + ".partial"
+        os.makedirs(partial, exist_ok=True)
+        for shard, indices in enumerate(np.array_split(np.arange(count), LARGE_SHARDS)):
+            path = os.path.join(partial, f"photos-{shard:05d}-of-{LARGE_SHARDS:05d}.tfrecord")
+            with tf.io.TFRecordWriter(path) as writer:
+                for index in indices:
+                    jpeg = tf.io.encode_jpeg(synthesize_photo(int(index)), quality=90).numpy()
+                    feature = {
+                        IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[jpeg])),
+                        LABEL_KEY: tf.train.Feature(
+                            int64_list=tf.train.Int64List(value=[int(index) % 2])),
+                        ID_KEY: tf.train.Feature(
+                            bytes_list=tf.train.BytesList(value=[b"photo-%07d" % index])),
+                    }
+                    writer.write(tf.train.Example(features=tf.train.Features(feature=feature))
+                                 .SerializeToString())
+        os.rename(partial, data_dir)
+    model_path = os.path.join(workdir, f"reference-{LARGE_SIDE}.keras")
+    if not os.path.exists(model_path):
+        build_reference_model(LARGE_SIDE, width_divisor=LARGE_WIDTH_DIVISOR, seed=0).save(
+            model_path)
+    half = "[" + "".join(str(shard) for shard in range(LARGE_SHARDS // 2)) + "]"
+    return (os.path.join(data_dir, "photos-*.tfrecord"),
+            os.path.join(data_dir, f"photos-0000{half}-of-*.tfrecord"), model_path)
+
+
+def read_encoded(pattern, count):
+    """The encoded images of the first `count` records of the shards, as bytes."""
+    import tensorflow as tf
+
+    from demo.assets import IMAGE_KEY
+
+    spec = {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
+    records = tf.data.TFRecordDataset(sorted(glob.glob(pattern))).take(count)
+    return [tf.io.parse_single_example(record, spec)[IMAGE_KEY].numpy() for record in records]
+
+
+def legacy_prepare(data, side):
+    """Preprocessing as it was before issue 17, for comparison: full decode, float32 at full
+    size, resize. Returns the float32 (side, side, 3) model input in [0, 1]."""
+    import tensorflow as tf
+
+    pixels = tf.io.decode_image(data, expand_animations=False).numpy().astype(np.float32)
+    return tf.image.resize(pixels, (side, side)).numpy() / 255.0
+
+
+def decode_timings(jpegs):
+    """Median ms per image of decode + preprocess to a 224-px model input.
+
+    Returns:
+        {'full', 'scaled', 'legacy'} -> ms. The modes take turns on each image, in a rotating
+        order, so that this machine's drifting speed and warm caches favour none.
+    """
+    from pipeline.config import PreprocessConfig, SourceConfig
+    from pipeline.decode import decode_image
+    from pipeline.preprocess import preprocess_with_display
+
+    source, shape = SourceConfig(pattern="bench"), (LARGE_SIDE, LARGE_SIDE, 3)
+
+    def prepare(config):
+        return lambda data: preprocess_with_display(
+            decode_image(data, source, config, shape[:2]), shape, config)
+
+    modes = {"full": prepare(PreprocessConfig(scaled_jpeg_decode=False)),
+             "scaled": prepare(PreprocessConfig()),
+             "legacy": lambda data: legacy_prepare(data, LARGE_SIDE)}
+    names = list(modes)
+    for name in names:
+        modes[name](jpegs[0])  # warm-up
+    seconds = {name: [] for name in names}
+    for _ in range(DECODE_TIMING_ROUNDS):
+        for index, data in enumerate(jpegs):
+            for name in names[index % 3:] + names[:index % 3]:
+                start = time.perf_counter()
+                modes[name](data)
+                seconds[name].append(time.perf_counter() - start)
+    return {name: 1000 * float(np.median(values)) for name, values in seconds.items()}
+
+
+def large_jpeg_bench(args, run_options):
+    """Decode timings, kernel and pipeline on photo-like 2000x1500 JPEGs at 224 px."""
+    import gbp_ops
+    from pipeline.config import PreprocessConfig, SourceConfig
+    from pipeline.decode import decode_image
+    from pipeline.preprocess import preprocess_image
+
+    count = args.large_images
+    pattern, half_pattern, model_path = build_large_jpegs(args.workdir, count)
+    jpegs = read_encoded(pattern, min(count, DECODE_TIMING_IMAGES))
+    timings = decode_timings(jpegs)
+    source, config = SourceConfig(pattern="bench"), PreprocessConfig()
+    inputs = np.stack([
+        preprocess_image(decode_image(data, source, config, (LARGE_SIDE, LARGE_SIDE)),
+                         (LARGE_SIDE, LARGE_SIDE, 3), config) for data in jpegs[:64]])
+    inputs = np.concatenate([inputs] * max(1, 128 // len(inputs)))
+    model = gbp_ops.load_model(model_path)
+    kernel_before = kernel_throughput(model, inputs)
+
+    def run(name, data, *overrides):
+        return run_pipeline(data, model_path, os.path.join(args.workdir, f"out-large-{name}"),
+                            *overrides, **run_options)
+
+    seconds, rss, manifest = run("scaled", pattern)
+    half_seconds, _, half_manifest = run("scaled-half", half_pattern)
+    full_seconds, full_rss, full_manifest = run("full", pattern,
+                                                "preprocess.scaled_jpeg_decode=false")
+    kernel_after = kernel_throughput(model, inputs)
+    kernel = (kernel_before + kernel_after) / 2
+    rows = manifest["counts"]["saliency_rows"]
+    extra_rows = rows - half_manifest["counts"]["saliency_rows"]
+    results = {
+        "large_images": rows,
+        "large_jpeg_kb": float(np.mean([len(data) for data in jpegs])) / 1000,
+        "large_decode_full_ms": timings["full"],
+        "large_decode_scaled_ms": timings["scaled"],
+        "large_decode_legacy_ms": timings["legacy"],
+        "large_decode_full_images_per_s": 1000 / timings["full"],
+        "large_decode_scaled_images_per_s": 1000 / timings["scaled"],
+        "large_decode_scaled_speedup_over_full": timings["full"] / timings["scaled"],
+        "large_decode_scaled_speedup_over_legacy": timings["legacy"] / timings["scaled"],
+        "large_kernel_before_images_per_s": kernel_before,
+        "large_kernel_after_images_per_s": kernel_after,
+        "large_kernel_images_per_s": kernel,
+        "large_pipeline_scaled_images_per_s": rows / seconds,
+        "large_pipeline_scaled_incremental_images_per_s": extra_rows / (seconds - half_seconds),
+        "large_pipeline_full_images_per_s": full_manifest["counts"]["saliency_rows"] / full_seconds,
+        "large_rss_scaled_mb": rss / 2 ** 20,
+        "large_rss_full_mb": full_rss / 2 ** 20,
+    }
+    results.update(
+        large_pipeline_scaled_over_kernel=results["large_pipeline_scaled_images_per_s"] / kernel,
+        large_pipeline_scaled_incremental_over_kernel=(
+            results["large_pipeline_scaled_incremental_images_per_s"] / kernel),
+        large_pipeline_full_over_kernel=results["large_pipeline_full_images_per_s"] / kernel)
+    return results
+
+
+def small_image_bench(args, run_options):
+    """Kernel, eager recipe and pipeline on N and 10xN 128x128 JPEGs (see the docstring)."""
     import gbp_ops
     from demo.assets import synthesize_shapes
 
@@ -165,8 +354,6 @@ def main():
     model = gbp_ops.load_model(model_path)
     images = synthesize_shapes(args.kernel_images, image_size=SIZE, seed=99)["images"]
     images = images.astype(np.float32) / 255.0
-    beam_args = args.beam_args.split()
-    run_options = {"beam_args": beam_args, "worker_threads": args.worker_threads}
 
     # This machine's speed drifts: both baselines are timed before and after the pipeline runs.
     kernel_before = kernel_throughput(model, images)
@@ -205,8 +392,35 @@ def main():
         pipeline_incremental_over_kernel=results["pipeline_incremental_images_per_s"] / kernel,
         pipeline_over_naive=results["pipeline_images_per_s"] / naive,
         kernel_over_naive=kernel / naive)
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000,
+                        help="N: the pipeline runs on N and on 10xN images")
+    parser.add_argument("--kernel-images", type=int, default=1024)
+    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "gbp-bench"))
+    parser.add_argument("--beam-args", default="", help="extra Beam flags for pipeline runs")
+    parser.add_argument("--worker-threads", type=int, default=0,
+                        help="TF intra-op threads per pipeline process (0: TF's default)")
+    parser.add_argument("--large-images", type=int, default=1000,
+                        help="photo-like 2000x1500 JPEGs for the 224-px part (0 skips it)")
+    parser.add_argument("--large-only", action="store_true",
+                        help="run only the 224-px part on large JPEGs")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="a config override for every pipeline run (repeatable)")
+    args = parser.parse_args()
+    if args.large_only and args.large_images < 1:
+        parser.error("--large-only needs --large-images >= 1")
+    os.makedirs(args.workdir, exist_ok=True)
+    run_options = {"beam_args": args.beam_args.split(), "worker_threads": args.worker_threads,
+                   "extra_overrides": tuple(args.set)}
+    results = {} if args.large_only else small_image_bench(args, run_options)
+    if args.large_images:
+        results.update(large_jpeg_bench(args, run_options))
     for key, value in results.items():
-        print(f"{key:36s} {value:12.3f}" if isinstance(value, float) else f"{key:36s} {value:12d}")
+        print(f"{key:48s} {value:12.3f}" if isinstance(value, float) else f"{key:48s} {value:12d}")
     print(json.dumps({key: round(value, 4) for key, value in results.items()}))
 
 

@@ -120,3 +120,14 @@ def test_uint8_image_at_model_size_is_exactly_as_before(channels):
     rgb = np.repeat(image, 3, axis=-1) if channels == 1 else image
     np.testing.assert_array_equal(result, rgb.astype(np.float32) / 255.0)
     np.testing.assert_array_equal(display, rgb)
+
+
+@pytest.mark.parametrize("input_shape", [(16, 16, 3), (50, 40, 3), (50, 40, 1)])
+def test_a_decoded_tensor_is_preprocessed_like_its_array(input_shape):
+    image = np.random.default_rng(6).integers(0, 256, (50, 40, 4), dtype=np.uint8)
+    from_tensor = preprocess.preprocess_with_display(tf.constant(image), input_shape,
+                                                     PreprocessConfig())
+    from_array = preprocess.preprocess_with_display(image, input_shape, PreprocessConfig())
+    for tensor_part, array_part in zip(from_tensor, from_array, strict=True):
+        assert isinstance(tensor_part, np.ndarray)
+        np.testing.assert_array_equal(tensor_part, array_part)
