@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     "pandas>=2.2,<4",
     "pyyaml>=6,<7",
     "matplotlib>=3.8,<4",
+    "scikit-learn>=1.5,<2",  # findings: kNN graph, k-means, kNN assignment
     "google-crc32c>=1.5",  # C CRC checks for the TFRecord reader
     "importlib_resources",  # TFDS 4.9.10 imports it but does not declare it (datasets#11212)
 ]

@@ -7,10 +7,15 @@ from apache_beam.ml.inference.base import RunInference
 
 from pipeline import manifest, progress, rows, sinks, tables
 from pipeline.aggregate import AggregateStats
+from pipeline.counts import CountOutputs
+from pipeline.findings.stage import FindStrategyClusters
 from pipeline.model_handler import GuidedBackpropModelHandler
 from pipeline.preprocess import PrepareExamplesDoFn
 from pipeline.read import DEAD_LETTERS, ReadTFDS, ReadTFRecordShards
 from pipeline.sanity_stage import SanityCheck
+from pipeline.tables import assignments as assignments_table
+from pipeline.tables import clusters as clusters_table
+from pipeline.tables import embedding as embedding_table
 from pipeline.tables import errors as errors_table
 from pipeline.tables import examples as examples_table
 from pipeline.tables import saliency as saliency_table
@@ -52,6 +57,7 @@ class ExplainExamples(beam.PTransform):
             rows.ToAuditBatchDoFn(plan.config, plan.class_names)).with_outputs(
                 DEAD_LETTERS, main="batches")
         return {"batches": audited.batches, "examples": prepared.examples,
+                "explained": explained,
                 "dead_letters": (prepared[DEAD_LETTERS], audited[DEAD_LETTERS])}
 
 
@@ -106,27 +112,36 @@ def build_pipeline(p, plan, start_time=None, progress_dir=None):
     if config.sanity.enabled:
         staged.append(sinks.write_table(sanity, output_dir, tables.SANITY,
                                         sanity_table.SANITY_SCHEMA, batched=False, num_shards=1))
+    findings_summary = p | "NoFindings" >> beam.Create([])
+    if config.findings.enabled:
+        found = explained["explained"] | "Findings" >> FindStrategyClusters(config,
+                                                                            plan.class_names)
+        findings_summary = found["summary"]
+        staged += [
+            sinks.write_table(found["clusters"], output_dir, tables.CLUSTERS,
+                              clusters_table.arrow_schema(config.findings.map_size),
+                              batched=False, num_shards=1),
+            sinks.write_table(found["assignments"], output_dir, tables.ASSIGNMENTS,
+                              assignments_table.ASSIGNMENTS_SCHEMA, batched=True),
+            sinks.write_table(found["embedding"], output_dir, tables.EMBEDDING,
+                              embedding_table.EMBEDDING_SCHEMA, batched=False, num_shards=1),
+        ]
     if config.output.report:
         shown = batches | "ReportExamples" >> CollectReportExamples(config.output.report_top_n)
         staged.append(sinks.write_table(shown, output_dir, tables.EXAMPLES,
                                         examples_table.EXAMPLES_SCHEMA, batched=False,
                                         num_shards=1))
 
-    counts = (
-        sinks.count_into(read["records"], "input_records"),
-        sinks.count_into(read[DEAD_LETTERS], "damaged_shards"),
-        sinks.count_into(batches, "saliency_rows", weight=len),
-        sinks.count_into(dead_letters, "errors"),
-        dead_letters | "ErrorStage" >> beam.Map(lambda d: f"errors_{d.stage}")
-        | "CountPerStage" >> beam.combiners.Count.PerElement(),
-    ) | "AllCounts" >> beam.Flatten()
+    counts = {"input_records": read["records"], "damaged_shards": read[DEAD_LETTERS],
+              "saliency_rows": batches, "errors": dead_letters} | "Counts" >> CountOutputs()
     published = (
         p
         | "PublishTrigger" >> beam.Create([None])
         | "Publish" >> beam.ParDo(
             sinks.PublishDoFn(output_dir, plan.manifest_base, start_time or time.time()),
             staged=beam.pvalue.AsList(tuple(staged) | "StagedFiles" >> beam.Flatten()),
-            counts=beam.pvalue.AsDict(counts), sanity=beam.pvalue.AsList(sanity))
+            counts=beam.pvalue.AsDict(counts), sanity=beam.pvalue.AsList(sanity),
+            findings=beam.pvalue.AsList(findings_summary))
     )
     return {"batches": batches, "stats": stats, "dead_letters": dead_letters,
             "sanity": sanity, "manifest": published}

@@ -9,6 +9,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from pipeline import manifest, paths, tables
+from pipeline.tables import clusters as clusters_table
 from pipeline.tables import saliency as saliency_table
 from pipeline.tables import stats as stats_table
 
@@ -45,7 +46,9 @@ def load_saliency(path, classes=None, correct=None, columns=None, maps=True, exa
         example_ids: optional iterable of example ids to keep (pushed down to pyarrow).
 
     Returns:
-        pandas DataFrame; ``df.attrs['gbp_audit']`` holds the schema metadata.
+        pandas DataFrame; ``df.attrs['gbp_audit']`` holds the schema metadata. When the run
+        wrote findings, a nullable Int64 ``cluster`` column holds each example's strategy
+        cluster within its target class (``clusters/``; with ``columns``, list ``cluster``).
     """
     dataset = _dataset(path, tables.SALIENCY)
     metadata = saliency_table.read_metadata(dataset.schema)
@@ -58,16 +61,37 @@ def load_saliency(path, classes=None, correct=None, columns=None, maps=True, exa
     if example_ids is not None:
         wanted = ds.field(saliency_table.EXAMPLE_ID).isin([str(i) for i in example_ids])
         condition = wanted if condition is None else condition & wanted
+    join_clusters = columns is None or clusters_table.CLUSTER in columns
     map_column, scale_column = saliency_table.SALIENCY_MAP, saliency_table.SALIENCY_SCALE
     if columns is not None and maps and map_column in columns and (
             scale_column in dataset.schema.names):
         columns = [*columns, scale_column]  # needed to unscale float16/uint8 maps
     if columns is None and not maps:
         columns = [name for name in dataset.schema.names if name != map_column]
+    if columns is not None and clusters_table.CLUSTER in columns:  # joined, not stored here
+        columns = [name for name in columns if name != clusters_table.CLUSTER]
+        columns += [saliency_table.EXAMPLE_ID] * (saliency_table.EXAMPLE_ID not in columns)
     frame = dataset.to_table(columns=columns, filter=condition).to_pandas()
+    if join_clusters:
+        frame = _with_clusters(path, frame)
     if maps and map_column in frame:
         frame[map_column] = saliency_table.decode_maps(frame, metadata)
     frame.attrs["gbp_audit"] = metadata
+    return frame
+
+
+def _with_clusters(path, frame):
+    """``frame`` plus the ``cluster`` column joined from ``assignments/`` on example id."""
+    if saliency_table.EXAMPLE_ID not in frame:
+        return frame
+    try:
+        assigned = _dataset(path, tables.ASSIGNMENTS)
+    except FileNotFoundError:  # findings were off
+        return frame
+    table = assigned.to_table(columns=[saliency_table.EXAMPLE_ID, clusters_table.CLUSTER])
+    lookup = table.to_pandas().set_index(saliency_table.EXAMPLE_ID)[clusters_table.CLUSTER]
+    lookup = lookup[~lookup.index.duplicated()]  # a repeated id keeps its first
+    frame[clusters_table.CLUSTER] = frame[saliency_table.EXAMPLE_ID].map(lookup).astype("Int64")
     return frame
 
 

@@ -11,7 +11,6 @@ from pipeline import paths
 from pipeline.config import jsonable
 
 MANIFEST = "manifest.json"  # beside the table folders in every output directory
-METHOD_GUIDED_BACKPROP = "guided_backprop"
 
 
 def versions():
@@ -38,10 +37,12 @@ def base_fields(config, explainer, class_names, map_shape, model_sha256):
         map_shape: ``(h, w)`` of the stored maps.
         model_sha256: hex digest of the model file.
     """
+    method_fields = _method_fields(config, explainer)
     return {
         "config": config.to_dict(),
         "versions": versions(),
-        "method": METHOD_GUIDED_BACKPROP,
+        "method": method_fields.pop("method"),
+        "method_settings": method_fields,
         "model_sha256": model_sha256,
         "guided_sites": [f"{site.layer}: {site.form}" for site in explainer.guided_sites],
         "unguided_sites": [site.layer for site in explainer.unguided_sites],
@@ -50,6 +51,16 @@ def base_fields(config, explainer, class_names, map_shape, model_sha256):
         "map_shape": list(map_shape),
         "class_names": list(class_names),
     }
+
+
+def _method_fields(config, explainer):
+    """The explainer's ``method_fields()`` (method, SmoothGrad settings, the Grad-CAM layer it
+    chose), or the configured ones for an explainer without that method."""
+    if hasattr(explainer, "method_fields"):
+        return jsonable(explainer.method_fields())
+    explain = config.explain
+    return {"method": explain.method, "smoothgrad_samples": explain.smoothgrad_samples,
+            "smoothgrad_sigma": explain.smoothgrad_sigma}
 
 
 def table_metadata(base, map_dtype):
@@ -66,7 +77,7 @@ def count_fields(counts):
     return counts
 
 
-def final_fields(base, counts, sanity_rows, wall_time_seconds, published_files):
+def final_fields(base, counts, sanity_rows, wall_time_seconds, published_files, findings=()):
     """The whole manifest once the run has published.
 
     Args:
@@ -75,14 +86,24 @@ def final_fields(base, counts, sanity_rows, wall_time_seconds, published_files):
         sanity_rows: rows of ``gbp_ops.sanity.run_sanity_check`` (empty: no sanity check).
         wall_time_seconds: float.
         published_files: ``<table>/<file name>`` strings.
+        findings: per-class dicts of ``pipeline.findings.stage.summary`` (empty: findings off):
+            sample size, chosen k, Laplacian eigenvalues, assignment agreement.
     """
     manifest = dict(base)
     manifest["counts"] = count_fields(counts)
     if sanity_rows:
         from gbp_ops import sanity
 
-        summary = sanity.summary(sanity_rows)
-        manifest["sanity"] = {"verdict": sanity.verdict(summary), "by_depth": jsonable(summary)}
+        method = sanity.method_description(base.get("method", ""), base.get("method_settings"))
+        manifest["sanity"] = jsonable(sanity.sanity_fields(sanity_rows, method))
+    if findings:
+        by_class = sorted(findings, key=lambda entry: entry["class"])
+        sampled = sum(entry["sample_size"] for entry in by_class)
+        manifest["findings"] = {
+            "by_class": jsonable(by_class),
+            "assignment_agreement": round(sum(
+                entry["assignment_agreement"] * entry["sample_size"] for entry in by_class)
+                / max(sampled, 1), 6)}
     manifest["wall_time_seconds"] = round(wall_time_seconds, 3)
     manifest["files"] = list(published_files)
     return manifest

@@ -67,8 +67,8 @@ def previous_outputs(output_dir):
 class PublishDoFn(beam.DoFn):
     """Moves staged files into place and writes the manifest; runs once, after all writes.
 
-    Side inputs: ``staged`` (list of staged file paths), ``counts`` (dict of name -> int) and
-    ``sanity`` (sanity table rows).
+    Side inputs: ``staged`` (list of staged file paths), ``counts`` (dict of name -> int),
+    ``sanity`` (sanity table rows) and ``findings`` (per-class summaries of the findings stage).
     """
 
     def __init__(self, output_dir, manifest_base, start_time):
@@ -76,7 +76,7 @@ class PublishDoFn(beam.DoFn):
         self._manifest_base = manifest_base
         self._start_time = start_time
 
-    def process(self, unused_trigger, staged, counts, sanity):
+    def process(self, unused_trigger, staged, counts, sanity, findings=()):
         staged = sorted(staged)
         paths.delete(previous_outputs(self._output_dir))
         published = [paths.join(table_dir(self._output_dir, _table_of(path)),
@@ -89,7 +89,7 @@ class PublishDoFn(beam.DoFn):
             FileSystems.rename(staged, published)
         manifest = manifest_fields.final_fields(
             self._manifest_base, counts, sanity, time.time() - self._start_time,
-            [f"{_table_of(path)}/{paths.basename(path)}" for path in published])
+            [f"{_table_of(path)}/{paths.basename(path)}" for path in published], findings)
         manifest_fields.write(self._output_dir, manifest)
         paths.delete([paths.join(self._output_dir, STAGING_DIR)])
         yield manifest
@@ -97,14 +97,3 @@ class PublishDoFn(beam.DoFn):
 
 def _table_of(path):
     return paths.basename(path).split("-")[0]
-
-
-def count_into(pcoll, name, weight=None):
-    """A one-element PCollection ``(name, total)``; ``weight(element)`` defaults to 1."""
-    weigh = weight or (lambda element: 1)
-    return (
-        pcoll
-        | f"Weigh{name}" >> beam.Map(weigh)
-        | f"Sum{name}" >> beam.CombineGlobally(sum)
-        | f"Name{name}" >> beam.Map(lambda total: (name, total))
-    )

@@ -6,7 +6,6 @@ from gbp_ops.choices import (
     RANDOMIZATION_MODES,
     REDUCTIONS,
 )
-
 from pipeline.config.sections import (
     CORRUPT_SHARD_POLICIES,
     FILLS,

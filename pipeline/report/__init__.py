@@ -10,7 +10,7 @@ opened from a bucket. Every path goes through ``pipeline.paths``, so ``gs://`` w
 
 from gbp_ops.statistics import BOX_SHARE, border_band_pixels
 from pipeline import loader, manifest, paths, rankings, tables
-from pipeline.report import flags, sections
+from pipeline.report import findings, flags, sections
 from pipeline.report.page import page
 from pipeline.tables import examples as examples_table
 from pipeline.tables import saliency as saliency_table
@@ -54,6 +54,7 @@ def write_report(output_dir, top_n=8, box_area_share=None):
     shown = _shown_examples(output_dir, frame, top_n)
     maps = _maps_of(output_dir, {i for ranked in shown.values() for i, _ in ranked})
     parts = [
+        findings.findings_section(output_dir, run),
         sections.counts_section(run, frame, errors),
         sections.flags_section(flags.border_flags(stats),
                                flags.box_flags(stats, frame, box_area_share),

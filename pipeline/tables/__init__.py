@@ -12,7 +12,10 @@ STATS = "stats"
 ERRORS = "errors"
 SANITY = "sanity"
 EXAMPLES = "examples"
-TABLES = (SALIENCY, STATS, ERRORS, SANITY, EXAMPLES)
+CLUSTERS = "clusters"
+ASSIGNMENTS = "assignments"
+EMBEDDING = "embedding"
+TABLES = (SALIENCY, STATS, ERRORS, SANITY, EXAMPLES, CLUSTERS, ASSIGNMENTS, EMBEDDING)
 
 
 def with_nullable_ints(schema, columns):

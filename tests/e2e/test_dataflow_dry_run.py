@@ -136,15 +136,14 @@ def test_job_translates_with_every_step(gpu_job):
         "Explain/GuidedBackprop/BeamML_RunInference", "Explain/ToAuditRows",
         "AllDeadLetters", "ToArrowTables", "Aggregate",
         "WriteSaliency", "WriteStats", "WriteErrors", "StagedFiles",
-        "Suminput_records", "Sumsaliency_rows", "Sumerrors", "Sumdamaged_shards",
-        "CountPerStage", "PublishTrigger", "Publish",
+        "Counts/AllCounts", "Counts/SumPerName", "PublishTrigger", "Publish",
     }
     assert not expected - names, f"missing steps: {sorted(expected - names)}"
 
 
 def test_publish_waits_for_every_table_and_count(gpu_job):
     producers = set(gpu_job["publish_side_input_producers"])
-    assert {"StagedFiles", "AllCounts"} <= producers, sorted(producers)
+    assert {"StagedFiles", "Counts/SumPerName"} <= producers, sorted(producers)
 
 
 def test_workers_get_the_container_the_package_and_the_gpu(gpu_job):

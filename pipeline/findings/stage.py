@@ -1,0 +1,192 @@
+"""The findings stage: explained batches -> ``clusters``, ``assignments`` and ``embedding``
+rows, plus a manifest summary per class.
+
+Memory: per class, ``Top.PerKey`` keeps ``findings.sample_per_class`` small maps (``m*m*4``
+bytes each) and ``findings.image_sample_per_class`` model inputs (``H*W*C*4`` bytes each), the
+smallest by example-id hash; the assignment pass reads the clustered samples as a side input.
+Nothing held depends on the number of examples, except that a runner without a shuffle service
+(FnApiRunner) buffers the small maps that wait for that side input (``m*m*4`` bytes each).
+"""
+
+import apache_beam as beam
+import numpy as np
+
+from pipeline.findings import analysis, rules, small_maps
+from pipeline.sanity_stage import sample_key
+from pipeline.tables import assignments as assignments_table
+from pipeline.tables import clusters as clusters_table
+from pipeline.tables import embedding as embedding_table
+
+TOTALS = "totals"
+
+
+def finding_rows(explained, config):
+    """ExplainedBatch -> ``(indices kept, ids, targets, predicted, correct, small maps)`` or
+    None: the rows the saliency table keeps (finite maps and scores), with float32
+    ``(n, m, m)`` small maps and ``correct`` an object array of bool or None."""
+    from gbp_ops import maps as map_ops
+
+    explanation = explained.explanation
+    if explanation is None:
+        return None
+    reduced = explanation.maps
+    if reduced.ndim == 4:
+        reduced = map_ops.reduce_channels(reduced, config.explain.reduction)
+    finite = (np.isfinite(reduced).reshape(len(reduced), -1).all(axis=1)
+              & np.isfinite(explanation.target_scores))
+    keep = np.flatnonzero(finite)
+    if not len(keep):
+        return None
+    examples = [explained.examples[i] for i in keep]
+    predicted = np.asarray(explanation.predicted)[keep].astype(np.int64)
+    correct = np.array([None if e.label is None else bool(e.label == p)
+                        for e, p in zip(examples, predicted)], object)
+    return (keep, [e.example_id for e in examples],
+            np.asarray(explanation.targets)[keep].astype(np.int64), predicted, correct,
+            small_maps.small_maps(reduced[keep], config.findings.map_size))
+
+
+MAPS, IMAGES = "maps", "images"
+
+
+def split_batch(explained, config):
+    """ExplainedBatch -> main: one ``(ids, targets, correct, small maps)`` per batch (what the
+    assignment needs); ``maps``: ``(class, (sample key, example_id, small map, predicted))``
+    and ``images``: ``(class, (sample key, example_id, float32 model input))`` per row."""
+    rows = finding_rows(explained, config)
+    if rows is None:
+        return
+    keep, ids, targets, predicted, correct, maps = rows
+    yield ids, targets, correct, maps
+    for index, example_id, target, guess, small in zip(keep, ids, targets, predicted, maps):
+        key = sample_key(example_id)
+        yield beam.pvalue.TaggedOutput(MAPS, (int(target), (key, example_id, small, int(guess))))
+        yield beam.pvalue.TaggedOutput(IMAGES, (int(target), (
+            key, example_id, explained.examples[index].image)))
+
+
+class AnalyseClassDoFn(beam.DoFn):
+    """``(class, {'maps': [[...]], 'images': [[...]]})`` -> ClassFindings (occlusion uses the
+    run's configured explainer, so ``predicted`` means what it means in the saliency table)."""
+
+    def __init__(self, config):
+        self._config = config
+
+    def process(self, grouped):
+        from pipeline import explainers
+
+        class_index, parts = grouped
+        sampled = [item for items in parts["maps"] for item in items]
+        imaged = [item for items in parts["images"] for item in items]
+        if not sampled:
+            return
+        explainer = explainers.shared_explainer(self._config)
+
+        def predict(images, targets):
+            return explainer.explain_with_outputs(images, targets).predicted
+
+        yield analysis.analyse_class(class_index, sampled, imaged, predict,
+                                     self._config.findings)
+
+
+class AssignDoFn(beam.DoFn):
+    """Assignment batches -> ``assignments`` ``pa.Table``s, plus ``totals``:
+    ``((class, cluster), (count, correct, labelled))`` per batch. Sampled examples keep their
+    clustering label; the others get the vote of their nearest sampled maps."""
+
+    def __init__(self, neighbors):
+        self._neighbors = neighbors
+
+    def start_bundle(self):
+        self._voters = {}
+
+    def _voter(self, found):
+        if found.class_index not in self._voters:
+            self._voters[found.class_index] = (
+                found.assigner(self._neighbors),
+                dict(zip(found.sample_ids.tolist(), found.clustering.labels.tolist())))
+        return self._voters[found.class_index]
+
+    def process(self, batch, findings):
+        ids, targets, correct, maps = batch
+        clusters = np.full(len(ids), -1, np.int64)
+        for target in np.unique(targets):
+            rows = np.flatnonzero(targets == target)
+            if int(target) not in findings:
+                continue
+            vote, sampled = self._voter(findings[int(target)])
+            clusters[rows] = vote.assign(maps[rows])
+            for row in rows:
+                clusters[row] = sampled.get(ids[row], clusters[row])
+        yield assignments_table.encode(ids, targets, clusters)
+        totals = {}
+        for target, cluster, right in zip(targets, clusters, correct):
+            count, hits, labelled = totals.get((int(target), int(cluster)), (0, 0, 0))
+            totals[(int(target), int(cluster))] = (count + 1, hits + bool(right),
+                                                   labelled + (right is not None))
+        for key, value in totals.items():
+            yield beam.pvalue.TaggedOutput(TOTALS, (key, value))
+
+
+def _sum_totals(values):
+    values = list(values)
+    return tuple(int(sum(parts)) for parts in zip(*values)) if values else (0, 0, 0)
+
+
+def cluster_rows(found, totals, class_names, settings):
+    """ClassFindings -> ``clusters`` row dicts (flags need the class's assigned counts)."""
+    index = found.class_index
+    name = class_names[index] if 0 <= index < len(class_names) else None
+    counts = [totals.get((index, cluster), (0, 0, 0)) for cluster in range(found.clustering.k)]
+    class_count = sum(count for count, _, _ in counts)
+    for cluster, ((count, hits, labelled), cluster_found) in enumerate(
+            zip(counts, found.clusters)):
+        figures = (count, class_count, cluster_found["region"], cluster_found["flip_rate"],
+                   np.nan_to_num(cluster_found["control_flip_rate"]),
+                   cluster_found["occluded_examples"])
+        flagged = rules.is_flagged(settings, *figures)
+        yield clusters_table.encode_row(
+            index, name, cluster, count, count / class_count if class_count else None,
+            hits / labelled if labelled else None, cluster_found, flagged,
+            rules.reason(name if name is not None else f"class {index}", *figures, flagged))
+
+
+def summary(found):
+    """ClassFindings -> the manifest's JSON-ready entry for the class."""
+    return {"class": int(found.class_index), "sample_size": len(found.sample_ids),
+            "clusters": int(found.clustering.k),
+            "eigenvalues": [round(float(v), 6) for v in found.clustering.eigenvalues],
+            "assignment_agreement": round(float(found.agreement), 6)}
+
+
+class FindStrategyClusters(beam.PTransform):
+    """PCollection[ExplainedBatch] -> dict of PCollections: ``clusters`` and ``embedding``
+    (row dicts), ``assignments`` (``pa.Table``s) and ``summary`` (manifest dicts)."""
+
+    def __init__(self, config, class_names):
+        super().__init__()
+        self._config = config
+        self._class_names = tuple(class_names)
+
+    def expand(self, explained):
+        config, settings = self._config, self._config.findings
+        split = explained | "SmallMaps" >> beam.FlatMap(split_batch, config).with_outputs(
+            MAPS, IMAGES, main="batches")
+        maps = split[MAPS] | "SampleMaps" >> beam.combiners.Top.PerKey(
+            settings.sample_per_class, key=lambda item: item[0], reverse=True)
+        images = split[IMAGES] | "SampleImages" >> beam.combiners.Top.PerKey(
+            settings.image_sample_per_class, key=lambda item: item[0], reverse=True)
+        found = ({"maps": maps, "images": images} | "JoinSamples" >> beam.CoGroupByKey()
+                 | "ClusterAndOcclude" >> beam.ParDo(AnalyseClassDoFn(config)))
+        by_class = found | "ByClass" >> beam.Map(lambda f: (f.class_index, f))
+        assigned = (
+            split.batches
+            | "Assign" >> beam.ParDo(AssignDoFn(settings.neighbors),
+                                     findings=beam.pvalue.AsDict(by_class))
+            .with_outputs(TOTALS, main="tables"))
+        totals = assigned[TOTALS] | "SumTotals" >> beam.CombinePerKey(_sum_totals)
+        rows = found | "ClusterRows" >> beam.FlatMap(
+            cluster_rows, beam.pvalue.AsDict(totals), self._class_names, settings)
+        return {"clusters": rows, "assignments": assigned.tables,
+                "embedding": found | "EmbeddingRows" >> beam.FlatMap(embedding_table.encode_rows),
+                "summary": found | "Summary" >> beam.Map(summary)}
