@@ -120,9 +120,7 @@ class _LayerPlan:
             return
         if kind == "Softmax" and strip:
             self.stripped_activation = "softmax"
-            self.replacements[id(layer)] = lambda: keras.layers.Activation(
-                "linear", name=layer.name
-            )
+            self.replacements[id(layer)] = lambda: StrippedSoftmax(name=layer.name)
             return
         if not hasattr(layer, "activation") or not callable(layer.activation):
             return
@@ -166,6 +164,15 @@ def _with_activation(layer, activation):
         return layer.__class__.from_config(config)
 
     return build
+
+
+class StrippedSoftmax(keras.layers.Layer):
+    """The identity, standing in for a stripped final ``keras.layers.Softmax`` layer. Unlike
+    ``Activation('linear')`` it accepts the ``mask`` argument that the clone passes on from
+    the Softmax call."""
+
+    def call(self, inputs, mask=None):
+        return inputs
 
 
 def guide_model(model, strip_final_activation=True, allow_unguided=False, rule=RULE_GUIDED):

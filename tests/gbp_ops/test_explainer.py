@@ -220,3 +220,21 @@ def test_in_graph_reduction_equals_numpy_reduction(reduction):
     reduced = GuidedBackprop(model, batch_size=4, reduction=reduction).explain(images)
     assert reduced.shape == (3, 16, 16)
     np.testing.assert_allclose(reduced, reduce_channels(full, reduction), rtol=1e-5, atol=1e-8)
+
+
+def test_a_final_softmax_layer_is_stripped_like_a_softmax_activation():
+    # keras.layers.Softmax is called with a mask argument; its stand-in must accept it.
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((8, 8, 3))
+    features = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu")(inputs))
+    logits = keras.layers.Dense(3)(features)
+    with_layer = keras.Model(inputs, keras.layers.Softmax()(logits))
+    logits_only = keras.Model(inputs, logits)  # the same layers and weights
+    images = np.random.default_rng(5).random((4, 8, 8, 3), dtype=np.float32)
+    targets = np.array([0, 1, 2, 1])
+    explainer = GuidedBackprop(with_layer, batch_size=4)
+    assert (explainer.explained_space, explainer.stripped_activation) == ("logit", "softmax")
+    maps = explainer.explain(images, targets)
+    expected, _ = numpy_guided_backprop(logits_only, images, targets)
+    assert np.abs(expected).max() > 0
+    np.testing.assert_allclose(maps, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
