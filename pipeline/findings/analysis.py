@@ -49,8 +49,8 @@ def analyse_class(class_index, sampled, imaged, predict, settings):
     Args:
         class_index: the explained class.
         sampled: ``[(sample key, example_id, small map (m, m) float32, predicted int)]``.
-        imaged: ``[(sample key, example_id, float32 (H, W, C) model input)]``, the (smaller)
-            sample whose images are kept; members are occluded in sample-key order.
+        imaged: ``[(sample key, example_id, float16 or float32 (H, W, C) model input)]``,
+            the (smaller) sample whose images are kept; members are occluded in key order.
         predict: ``(images float32 (N, H, W, C), targets int32 (N,)) -> int (N,)`` predicted
             classes.
         settings: the FindingsConfig.

@@ -1,18 +1,18 @@
 """The findings stage: explained batches -> ``clusters``, ``assignments`` and ``embedding``
 rows, plus a manifest summary per class.
 
-Memory: per class, ``Top.PerKey`` keeps ``findings.sample_per_class`` small maps (``m*m*4``
-bytes each) and ``findings.image_sample_per_class`` model inputs (``H*W*C*4`` bytes each), the
-smallest by example-id hash; the assignment pass reads the clustered samples as a side input.
+Memory: per class, ``sampling.ClassSampleFn`` keeps ``findings.sample_per_class`` small maps
+(``m*m*4`` bytes each) and ``findings.image_sample_per_class`` model inputs (float16,
+``H*W*C*2`` bytes each), the smallest by example-id hash; the clustering and the occlusion
+test run fused with that combine's merge, and the assignment pass reads the clustered samples
+as a side input.
 Nothing held depends on the number of examples, except that a runner without a shuffle service
-(FnApiRunner) buffers the small maps that wait for that side input (``m*m*4`` bytes each).
-"""
+(FnApiRunner) buffers the small maps that wait for that side input (``m*m*4`` bytes each)."""
 
 import apache_beam as beam
 import numpy as np
 
-from pipeline.findings import analysis, rules, small_maps
-from pipeline.sanity_stage import sample_key
+from pipeline.findings import analysis, rules, sampling
 from pipeline.tables import assignments as assignments_table
 from pipeline.tables import clusters as clusters_table
 from pipeline.tables import embedding as embedding_table
@@ -20,54 +20,10 @@ from pipeline.tables import embedding as embedding_table
 TOTALS = "totals"
 
 
-def finding_rows(explained, config):
-    """ExplainedBatch -> ``(indices kept, ids, targets, predicted, correct, small maps)`` or
-    None: the rows the saliency table keeps (finite maps and scores), with float32
-    ``(n, m, m)`` small maps and ``correct`` an object array of bool or None."""
-    from gbp_ops import maps as map_ops
-
-    explanation = explained.explanation
-    if explanation is None:
-        return None
-    reduced = explanation.maps
-    if reduced.ndim == 4:
-        reduced = map_ops.reduce_channels(reduced, config.explain.reduction)
-    finite = (np.isfinite(reduced).reshape(len(reduced), -1).all(axis=1)
-              & np.isfinite(explanation.target_scores))
-    keep = np.flatnonzero(finite)
-    if not len(keep):
-        return None
-    examples = [explained.examples[i] for i in keep]
-    predicted = np.asarray(explanation.predicted)[keep].astype(np.int64)
-    correct = np.array([None if e.label is None else bool(e.label == p)
-                        for e, p in zip(examples, predicted)], object)
-    return (keep, [e.example_id for e in examples],
-            np.asarray(explanation.targets)[keep].astype(np.int64), predicted, correct,
-            small_maps.small_maps(reduced[keep], config.findings.map_size))
-
-
-MAPS, IMAGES = "maps", "images"
-
-
-def split_batch(explained, config):
-    """ExplainedBatch -> main: one ``(ids, targets, correct, small maps)`` per batch (what the
-    assignment needs); ``maps``: ``(class, (sample key, example_id, small map, predicted))``
-    and ``images``: ``(class, (sample key, example_id, float32 model input))`` per row."""
-    rows = finding_rows(explained, config)
-    if rows is None:
-        return
-    keep, ids, targets, predicted, correct, maps = rows
-    yield ids, targets, correct, maps
-    for index, example_id, target, guess, small in zip(keep, ids, targets, predicted, maps):
-        key = sample_key(example_id)
-        yield beam.pvalue.TaggedOutput(MAPS, (int(target), (key, example_id, small, int(guess))))
-        yield beam.pvalue.TaggedOutput(IMAGES, (int(target), (
-            key, example_id, explained.examples[index].image)))
-
-
 class AnalyseClassDoFn(beam.DoFn):
-    """``(class, {'maps': [[...]], 'images': [[...]]})`` -> ClassFindings (occlusion uses the
-    run's configured explainer, so ``predicted`` means what it means in the saliency table)."""
+    """``(class, (sampled, imaged))`` from ``sampling.ClassSampleFn`` -> ClassFindings
+    (occlusion uses the run's configured explainer, so ``predicted`` means what it means in
+    the saliency table)."""
 
     def __init__(self, config):
         self._config = config
@@ -75,9 +31,7 @@ class AnalyseClassDoFn(beam.DoFn):
     def process(self, grouped):
         from pipeline import explainers
 
-        class_index, parts = grouped
-        sampled = [item for items in parts["maps"] for item in items]
-        imaged = [item for items in parts["images"] for item in items]
+        class_index, (sampled, imaged) = grouped
         if not sampled:
             return
         explainer = explainers.shared_explainer(self._config)
@@ -170,17 +124,15 @@ class FindStrategyClusters(beam.PTransform):
 
     def expand(self, explained):
         config, settings = self._config, self._config.findings
-        split = explained | "SmallMaps" >> beam.FlatMap(split_batch, config).with_outputs(
-            MAPS, IMAGES, main="batches")
-        maps = split[MAPS] | "SampleMaps" >> beam.combiners.Top.PerKey(
-            settings.sample_per_class, key=lambda item: item[0], reverse=True)
-        images = split[IMAGES] | "SampleImages" >> beam.combiners.Top.PerKey(
-            settings.image_sample_per_class, key=lambda item: item[0], reverse=True)
-        found = ({"maps": maps, "images": images} | "JoinSamples" >> beam.CoGroupByKey()
+        tapped = explained | "Tap" >> beam.ParDo(sampling.FindingsTapDoFn(config)).with_outputs(
+            sampling.SAMPLE, main="batches")
+        found = (tapped[sampling.SAMPLE]
+                 | "SampleClasses" >> beam.CombinePerKey(sampling.ClassSampleFn(
+                     settings.sample_per_class, settings.image_sample_per_class))
                  | "ClusterAndOcclude" >> beam.ParDo(AnalyseClassDoFn(config)))
         by_class = found | "ByClass" >> beam.Map(lambda f: (f.class_index, f))
         assigned = (
-            split.batches
+            tapped.batches
             | "Assign" >> beam.ParDo(AssignDoFn(settings.neighbors),
                                      findings=beam.pvalue.AsDict(by_class))
             .with_outputs(TOTALS, main="tables"))

@@ -25,12 +25,13 @@ def small_model(path, seed=0):
     return model
 
 
-def run_demo_preset(pattern, model_path, output, *extra, beam_args=()):
+def run_demo_preset(pattern, model_path, output, *extra, beam_args=(), findings=False):
     """Runs the real demo preset, shrunk to the test's data, model and output; returns the
-    manifest."""
+    manifest. Findings run only when asked for (``findings=True``)."""
     argv = ["--config", DEMO_PRESET, "--set", f"source.pattern={pattern}",
             "--set", f"model.path={model_path}", "--output", str(output),
-            "--set", "sanity.enabled=false"]  # the sanity stage has its own test
+            "--set", "sanity.enabled=false",  # the sanity stage has its own test
+            "--set", f"findings.enabled={str(findings).lower()}"]  # so do findings
     for override in extra:
         argv += ["--set", override]
     return cli.run([*argv, *beam_args])

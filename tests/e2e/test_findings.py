@@ -19,7 +19,8 @@ BASE = ("source.box_key=null", "source.class_names=[dots, stripes]", "output.rep
 
 
 def _run(root, data, model, name, *extra):
-    helpers.run_demo_preset(str(data / "*.tfrecord"), str(model), root / name, *BASE, *extra)
+    helpers.run_demo_preset(str(data / "*.tfrecord"), str(model), root / name, *BASE, *extra,
+                            findings=True)
     return root / name
 
 
