@@ -14,6 +14,8 @@ _EXPORTS = {
     "Deconvnet": "gbp_ops.methods",
     "GuidedGradCAM": "gbp_ops.methods",
     "make_explainer": "gbp_ops.methods",
+    "PRECISIONS": "gbp_ops.precision",
+    "model_under_precision": "gbp_ops.precision",
     "METHODS": "gbp_ops.choices",
     "seed_from_id": "gbp_ops.smoothgrad",
     "seeds_from_ids": "gbp_ops.smoothgrad",

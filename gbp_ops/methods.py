@@ -17,6 +17,12 @@ from gbp_ops.gradcam import (
     default_gradcam_layer,
 )
 from gbp_ops.guided_relu import RULE_DECONVNET
+from gbp_ops.precision import (
+    PRECISION_FLOAT32,
+    SAVEDMODEL_PRECISION,
+    check_precision,
+    model_under_precision,
+)
 from gbp_ops.rewrite import RULE_PLAIN, guide_model
 from gbp_ops.savedmodel import make_savedmodel_explainer
 from gbp_ops.savedmodel_graph import SavedModelSource
@@ -72,7 +78,8 @@ _CLASSES = {METHOD_GUIDED_BACKPROP: GuidedBackprop, METHOD_DECONVNET: Deconvnet,
 
 
 def make_explainer(model, method=METHOD_GUIDED_BACKPROP, *, gradcam_layer=None,
-                   smoothgrad_samples=0, smoothgrad_sigma=0.15, batch_size=32, **options):
+                   smoothgrad_samples=0, smoothgrad_sigma=0.15, batch_size=32,
+                   precision=PRECISION_FLOAT32, **options):
     """An explainer of ``model`` with the ``GuidedBackprop`` interface, for ``method``.
 
     Args:
@@ -85,13 +92,20 @@ def make_explainer(model, method=METHOD_GUIDED_BACKPROP, *, gradcam_layer=None,
         smoothgrad_samples: 0 (off) or the number of noisy copies SmoothGrad averages.
         smoothgrad_sigma: SmoothGrad's noise std as a fraction of each image's range.
         batch_size: the compiled batch.
+        precision: one of ``gbp_ops.precision.PRECISIONS``; reduced precision rebuilds the
+            model's layers under that Keras dtype policy (Keras models only). Inputs, logits
+            and maps stay float32.
         **options: ``GuidedBackprop``'s other arguments (``strip_final_activation``,
             ``allow_unguided``, ``layer_name``, ``compile``, ``reduction``).
 
     Raises:
-        GBPError: an unknown method, or what the explainer raises.
+        GBPError: an unknown method or precision, reduced precision for a SavedModel, or
+            what the explainer raises.
     """
+    check_precision(precision)
     if isinstance(model, SavedModelSource):
+        if precision != PRECISION_FLOAT32:
+            raise errors.GBPError(SAVEDMODEL_PRECISION.format(precision=precision))
         return make_savedmodel_explainer(
             model, method, gradcam_layer=gradcam_layer, smoothgrad_samples=smoothgrad_samples,
             smoothgrad_sigma=smoothgrad_sigma, batch_size=batch_size, **options)
@@ -100,5 +114,6 @@ def make_explainer(model, method=METHOD_GUIDED_BACKPROP, *, gradcam_layer=None,
                                                            methods=", ".join(METHODS)))
     if method == METHOD_GUIDED_GRADCAM:
         options["gradcam_layer"] = gradcam_layer
+    model = model_under_precision(model, precision)
     return _CLASSES[method](model, batch_size=batch_size, smoothgrad_samples=smoothgrad_samples,
                             smoothgrad_sigma=smoothgrad_sigma, **options)

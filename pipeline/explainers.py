@@ -53,7 +53,8 @@ def explainer_for_model(config, model):
     Returns:
         An explainer with the ``gbp_ops.GuidedBackprop`` interface for ``explain.method``
         (``gbp_ops.make_explainer``, SmoothGrad included), compiled for
-        ``config.explain.batch_size``, that reduces channels with ``config.explain.reduction``.
+        ``config.explain.batch_size``, that reduces channels with ``config.explain.reduction``
+        and computes in ``config.explain.precision``.
     """
     import gbp_ops
 
@@ -69,6 +70,7 @@ def explainer_for_model(config, model):
         allow_unguided=config.model.allow_unguided,
         layer_name=config.model.layer_name,
         reduction=explain.reduction,
+        precision=explain.precision,
     )
 
 

@@ -27,8 +27,9 @@ def versions():
     return found
 
 
-def base_fields(config, explainer, class_names, map_shape, model_sha256):
-    """Fields known before the run: config, versions, model, explained space and shapes.
+def base_fields(config, explainer, class_names, map_shape, model_sha256, fidelity=None):
+    """Fields known before the run: config, versions, model, explained space and shapes, and
+    a reduced-precision run's fidelity to float32.
 
     Args:
         config: the RunConfig.
@@ -36,9 +37,11 @@ def base_fields(config, explainer, class_names, map_shape, model_sha256):
         class_names: tuple of label names (may be empty).
         map_shape: ``(h, w)`` of the stored maps.
         model_sha256: hex digest of the model file.
+        fidelity: None (float32), or ``pipeline.fidelity.measure``'s dict, kept as the
+            ``fidelity`` field.
     """
     method_fields = _method_fields(config, explainer)
-    return {
+    fields = {
         "config": config.to_dict(),
         "versions": versions(),
         "method": method_fields.pop("method"),
@@ -51,6 +54,9 @@ def base_fields(config, explainer, class_names, map_shape, model_sha256):
         "map_shape": list(map_shape),
         "class_names": list(class_names),
     }
+    if fidelity is not None:
+        fields["fidelity"] = jsonable(fidelity)
+    return fields
 
 
 def _method_fields(config, explainer):

@@ -12,6 +12,11 @@ MODEL_INPUT_CHANNELS = "model input has {channels} channels; gbp-audit supports 
 MAP_NOT_DIVISIBLE = "map size {height}x{width} is not divisible by output.downsample={factor}"
 TARGET_TOO_LARGE = "explain.target={target} but the model has only {num_classes} classes"
 OUTPUT_NOT_WRITABLE = "output path '{path}' is not writable: {reason}"
+NOT_FAITHFUL = (
+    "explain.precision={precision} is not faithful enough on this model: mean Spearman "
+    "{mean_spearman:.3f} between its maps and float32 maps on {sample_size} examples, below "
+    "explain.min_fidelity={min_fidelity:g}; use float32 or lower min_fidelity"
+)
 SANITY_NEEDS_KERAS = (
     "model '{path}' is a SavedModel, but the sanity check randomizes Keras layers, which a "
     "SavedModel does not have; set sanity.enabled=false"
@@ -76,6 +81,19 @@ def _check_output(path):
             path=path, reason=str(error).strip().splitlines()[0])) from error
 
 
+def _check_fidelity(config, explainer):
+    """None for float32; else the measured fidelity (``pipeline.fidelity.measure``), which
+    must reach ``explain.min_fidelity``."""
+    if config.explain.precision == "float32":
+        return None
+    from pipeline import fidelity
+
+    measured = fidelity.measure(config, explainer, explainer.input_shape)
+    if not measured["mean_spearman"] >= config.explain.min_fidelity:
+        raise PreflightError(NOT_FAITHFUL.format(**measured))
+    return measured
+
+
 def preflight(config, explainer_builder=None):
     """Validates everything that can be checked before the pipeline starts.
 
@@ -117,6 +135,7 @@ def preflight(config, explainer_builder=None):
     map_shape = (height // factor, width // factor)
     manifest_base = manifest.base_fields(
         config, explainer, class_names, map_shape,
-        model_sha256(paths.local_copy(config.model.path)))
+        model_sha256(paths.local_copy(config.model.path)),
+        fidelity=_check_fidelity(config, explainer))
     return RunPlan(config, tuple(explainer.input_shape), map_shape, tuple(class_names),
                    manifest_base)

@@ -9,9 +9,12 @@ Measured in one invocation, on the reference model (demo/reference_model.py) at 
   2. pipeline: `python -m pipeline` on FnApiRunner, TFRecord JPEG shards -> Parquet, on N and
                10xN images: wall-clock throughput at 10xN (start-up included), incremental
                throughput (9N / time difference: start-up excluded), and peak RSS of the run's
-               process tree at N and 10xN;
+               process tree at N and 10xN (findings on, the default); the 10xN run again with
+               findings.enabled=false gives findings_share_10n, the share of the run they add;
   3. naive:    the recipe from the question's answers (swap layer.activation for a
                tf.custom_gradient ReLU, eager GradientTape).
+  2b. bf16:    the 10xN pipeline run again with explain.precision=mixed_bfloat16: images/s, its
+               ratio to the float32 run (bf16_over_f32) and its measured fidelity to float32.
 Prints images/s for each and the ratios pipeline/kernel and pipeline/naive, and the stored
 bytes per example for float16, float32 and uint8 maps.
 
@@ -372,12 +375,27 @@ def small_image_bench(args, run_options):
         startup_seconds=seconds_n - args.images * (seconds_10n - seconds_n) / (9 * args.images),
         rss_n_mb=rss_n / 2 ** 20, rss_10n_mb=rss_10n / 2 ** 20, rss_10n_over_n=rss_10n / rss_n,
         bytes_per_example_float16=bytes_per_example(out, rows))
+    # the same 10xN run without findings: the share of the run that findings add
+    seconds_no_findings, _, _ = run_pipeline(
+        large, model_path, os.path.join(args.workdir, "out-10n-no-findings"),
+        "findings.enabled=false", **run_options)
+    results.update(pipeline_seconds_no_findings=seconds_no_findings,
+                   findings_share_10n=(seconds_10n - seconds_no_findings) / seconds_10n)
     for dtype in ("float32", "uint8"):
         dtype_out = os.path.join(args.workdir, f"out-{dtype}")
         _, _, manifest = run_pipeline(small, model_path, dtype_out, f"output.map_dtype={dtype}",
                                       "output.report=false", **run_options)
         results[f"bytes_per_example_{dtype}"] = bytes_per_example(
             dtype_out, manifest["counts"]["saliency_rows"])
+    # bf16 at 10xN, same inputs; min_fidelity=0 so the bench reports fidelity, never stops on it.
+    bf16_seconds, _, bf16_manifest = run_pipeline(
+        large, model_path, os.path.join(args.workdir, "out-10n-bf16"),
+        "explain.precision=mixed_bfloat16", "explain.min_fidelity=0", **run_options)
+    bf16_rate = bf16_manifest["counts"]["saliency_rows"] / bf16_seconds
+    results.update(pipeline_bf16_images_per_s=bf16_rate,
+                   bf16_over_f32=bf16_rate / results["pipeline_images_per_s"],
+                   bf16_fidelity_spearman=bf16_manifest["fidelity"]["mean_spearman"],
+                   bf16_fidelity_top5_overlap=bf16_manifest["fidelity"]["top5_overlap"])
     kernel_after = kernel_throughput(model, images)
     naive_after = naive_throughput(model, images[:320])
     results.update(kernel_before_images_per_s=kernel_before,

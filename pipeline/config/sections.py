@@ -85,6 +85,13 @@ class ExplainConfig:
     # setting with several worker *processes* on one machine (multi_processing), so that
     # they do not oversubscribe the cores; local threads share one TF (see README, Performance).
     worker_intra_op_threads: int = 0
+    # float32, mixed_bfloat16 (CPUs with AVX512_BF16/AMX, TPUs, recent GPUs) or mixed_float16
+    # (GPUs); Keras models only. A reduced precision is checked against float32 on
+    # fidelity_sample examples before the run, which fails if the mean per-image Spearman of
+    # the two maps is below min_fidelity (see pipeline.fidelity).
+    precision: str = "float32"
+    fidelity_sample: int = 64
+    min_fidelity: float = 0.97
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,6 +6,7 @@ from gbp_ops.choices import (
     RANDOMIZATION_MODES,
     REDUCTIONS,
 )
+from gbp_ops.precision import PRECISIONS
 from pipeline.config.sections import (
     CORRUPT_SHARD_POLICIES,
     FILLS,
@@ -66,6 +67,7 @@ def validate(config):
     _require(explain.batch_size >= 1, "explain.batch_size", "expected an integer >= 1")
     _one_of(explain.reduction, REDUCTIONS, "explain.reduction")
     _one_of(explain.method, METHODS, "explain.method")
+    _validate_precision(config)
     # 0 turns SmoothGrad off; 0 threads keeps TensorFlow's default.
     for name in ("smoothgrad_samples", "smoothgrad_sigma", "worker_intra_op_threads"):
         _require(getattr(explain, name) >= 0, f"explain.{name}", "expected a number >= 0")
@@ -84,6 +86,17 @@ def validate(config):
     _require(sanity.depth is None or sanity.depth >= 1, "sanity.depth",
              "expected null (all layers) or an integer >= 1")
     _validate_findings(config.findings)
+
+
+def _validate_precision(config):
+    explain = config.explain
+    _one_of(explain.precision, PRECISIONS, "explain.precision")
+    _require(isinstance(explain.fidelity_sample, int) and explain.fidelity_sample >= 1,
+             "explain.fidelity_sample", "expected an integer >= 1")
+    # Above 1 is allowed: no map agrees that well, so the run always fails (a deliberate check).
+    _require(isinstance(explain.min_fidelity, (int, float))
+             and -1.0 <= explain.min_fidelity < float("inf"), "explain.min_fidelity",
+             "expected a mean Spearman threshold >= -1, e.g. 0.97")
 
 
 def _validate_findings(findings):
