@@ -26,7 +26,6 @@ _EXPORTS = {
     "guide_model": "gbp_ops.rewrite",
     "load_model": "gbp_ops.loading",
     "SavedModelSource": "gbp_ops.savedmodel_graph",
-    "make_savedmodel_explainer": "gbp_ops.savedmodel",
     "model_sha256": "gbp_ops.loading",
     "normalize_max_abs": "gbp_ops.maps",
     "reduce_channels": "gbp_ops.maps",

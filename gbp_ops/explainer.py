@@ -93,34 +93,52 @@ class GuidedBackprop:
         smoothgrad_samples=0,
         smoothgrad_sigma=0.15,
     ):
-        if int(smoothgrad_samples) < 0 or not float(smoothgrad_sigma) >= 0:
-            raise errors.GBPError(errors.BAD_SMOOTHGRAD.format(
-                samples=smoothgrad_samples, sigma=smoothgrad_sigma))
-        self.smoothgrad_samples = int(smoothgrad_samples)
-        self.smoothgrad_sigma = float(smoothgrad_sigma)
+        self._set_options(batch_size, layer_name, reduction, smoothgrad_samples,
+                          smoothgrad_sigma)
         rewrite = guide_model(model, strip_final_activation, allow_unguided, rule=self.relu_rule)
         self.guided_sites = rewrite.guided_sites
         self.unguided_sites = rewrite.unguided_sites
         self.explained_space = rewrite.explained_space
         self.stripped_activation = rewrite.stripped_activation
-        self.layer_name = layer_name
-        self.reduction = reduction
-        if reduction is not None and reduction not in REDUCTIONS:
-            raise ValueError(f"unknown reduction '{reduction}'; expected one of "
-                             f"{', '.join(REDUCTIONS)}")
         if layer_name is not None:
             self.explained_space = f"layer:{layer_name}"
         self._scorer = scoring_model(rewrite.model, layer_name)
+        self._set_input_shape(rewrite.model.inputs[0].shape[1:])
+        self._set_num_outputs(int(self._scorer.outputs[0].shape[-1]))
+        self._build_method(model, strip_final_activation, allow_unguided)
+        self._compile_step(compile)
+
+    def _set_options(self, batch_size, layer_name, reduction, smoothgrad_samples,
+                     smoothgrad_sigma):
+        """Checks and keeps the settings every explainer has (also the SavedModel ones)."""
+        if int(smoothgrad_samples) < 0 or not float(smoothgrad_sigma) >= 0:
+            raise errors.GBPError(errors.BAD_SMOOTHGRAD.format(
+                samples=smoothgrad_samples, sigma=smoothgrad_sigma))
+        if reduction is not None and reduction not in REDUCTIONS:
+            raise ValueError(f"unknown reduction '{reduction}'; expected one of "
+                             f"{', '.join(REDUCTIONS)}")
+        self.smoothgrad_samples = int(smoothgrad_samples)
+        self.smoothgrad_sigma = float(smoothgrad_sigma)
+        self.layer_name = layer_name
+        self.reduction = reduction
         self.batch_size = int(batch_size)
-        dims = tuple(rewrite.model.inputs[0].shape[1:])
+        self.num_steps = 0
+        self.num_traces = 0
+
+    def _set_input_shape(self, dims):
+        """Keeps the model input ``(H, W, C)``; raises GBPError unless all three are fixed."""
+        dims = tuple(dims)
         if len(dims) != 3 or any(d is None for d in dims):
             raise errors.GBPError(errors.UNSIZED_INPUT.format(shape=(None, *dims)))
         self.input_shape = tuple(int(d) for d in dims)
-        self._num_outputs = int(self._scorer.outputs[0].shape[-1])
-        self.num_classes = 2 if self._num_outputs == 1 else self._num_outputs
-        self.num_steps = 0
-        self.num_traces = 0
-        self._build_method(model, strip_final_activation, allow_unguided)
+
+    def _set_num_outputs(self, num_outputs):
+        """Keeps the explained output's width; a single (sigmoid) unit counts as 2 classes."""
+        self._num_outputs = num_outputs
+        self.num_classes = 2 if num_outputs == 1 else num_outputs
+
+    def _compile_step(self, compile):
+        """The batch step, traced once for ``(batch_size, *input_shape)`` (or eager)."""
         signature = [
             tf.TensorSpec((self.batch_size, *self.input_shape), tf.float32),
             tf.TensorSpec((self.batch_size,), tf.int32),

@@ -29,7 +29,7 @@ def load_model(path, safe_mode=True, kind="auto", signature="serving_default", i
 
     Returns:
         The loaded ``keras.Model``, or a ``gbp_ops.savedmodel_graph.SavedModelSource`` for
-        ``gbp_ops.savedmodel.make_savedmodel_explainer``.
+        ``gbp_ops.make_explainer``.
 
     Raises:
         GBPError: missing file, a kind that does not match the path, an unknown format, or a

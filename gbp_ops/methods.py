@@ -24,7 +24,7 @@ from gbp_ops.precision import (
     model_under_precision,
 )
 from gbp_ops.rewrite import RULE_PLAIN, guide_model
-from gbp_ops.savedmodel import make_savedmodel_explainer
+from gbp_ops.savedmodel import SAVEDMODEL_CLASSES
 from gbp_ops.savedmodel_graph import SavedModelSource
 
 
@@ -103,17 +103,17 @@ def make_explainer(model, method=METHOD_GUIDED_BACKPROP, *, gradcam_layer=None,
             what the explainer raises.
     """
     check_precision(precision)
+    classes = _CLASSES
     if isinstance(model, SavedModelSource):
         if precision != PRECISION_FLOAT32:
             raise errors.GBPError(SAVEDMODEL_PRECISION.format(precision=precision))
-        return make_savedmodel_explainer(
-            model, method, gradcam_layer=gradcam_layer, smoothgrad_samples=smoothgrad_samples,
-            smoothgrad_sigma=smoothgrad_sigma, batch_size=batch_size, **options)
-    if method not in _CLASSES:
+        classes = SAVEDMODEL_CLASSES
+    else:
+        model = model_under_precision(model, precision)
+    if method not in classes:
         raise errors.GBPError(errors.UNKNOWN_METHOD.format(method=method,
                                                            methods=", ".join(METHODS)))
     if method == METHOD_GUIDED_GRADCAM:
         options["gradcam_layer"] = gradcam_layer
-    model = model_under_precision(model, precision)
-    return _CLASSES[method](model, batch_size=batch_size, smoothgrad_samples=smoothgrad_samples,
-                            smoothgrad_sigma=smoothgrad_sigma, **options)
+    return classes[method](model, batch_size=batch_size, smoothgrad_samples=smoothgrad_samples,
+                           smoothgrad_sigma=smoothgrad_sigma, **options)

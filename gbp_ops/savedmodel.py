@@ -15,12 +15,10 @@ from gbp_ops.choices import (
     METHOD_DECONVNET,
     METHOD_GUIDED_BACKPROP,
     METHOD_GUIDED_GRADCAM,
-    METHODS,
 )
 from gbp_ops.explainer import GuidedBackprop
 from gbp_ops.gradcam import class_activation_map
 from gbp_ops.guided_relu import RULE_DECONVNET, RULE_GUIDED
-from gbp_ops.maps import REDUCTIONS
 from gbp_ops.rewrite import SPACE_LOGIT, SPACE_OUTPUT
 from gbp_ops.savedmodel_graph import plan_graph
 
@@ -77,39 +75,19 @@ class SavedModelGuidedBackprop(GuidedBackprop):
                  smoothgrad_sigma=0.15):
         # GuidedBackprop.__init__ rewrites a Keras model; this sets the same attributes from
         # the graph instead, then reuses the rest of the class unchanged.
-        if int(smoothgrad_samples) < 0 or not float(smoothgrad_sigma) >= 0:
-            raise errors.GBPError(errors.BAD_SMOOTHGRAD.format(
-                samples=smoothgrad_samples, sigma=smoothgrad_sigma))
-        if reduction is not None and reduction not in REDUCTIONS:
-            raise ValueError(f"unknown reduction '{reduction}'; expected one of "
-                             f"{', '.join(REDUCTIONS)}")
+        self._set_options(batch_size, layer_name, reduction, smoothgrad_samples,
+                          smoothgrad_sigma)
         self.source = source
-        self.smoothgrad_samples = int(smoothgrad_samples)
-        self.smoothgrad_sigma = float(smoothgrad_sigma)
-        self.reduction = reduction
-        self.layer_name = layer_name
-        self.batch_size = int(batch_size)
         self._plan = plan_graph(source, strip_final_activation, allow_unguided, layer_name)
         self.guided_sites = self._plan.guided_sites
         self.unguided_sites = self._plan.unguided_sites
         self.stripped_activation = self._plan.stripped_activation
         self.explained_space = (f"layer:{layer_name}" if layer_name is not None else
                                 SPACE_LOGIT if self.stripped_activation else SPACE_OUTPUT)
-        dims = tuple(source.input_shape)
-        if len(dims) != 3 or any(d is None for d in dims):
-            raise errors.GBPError(errors.UNSIZED_INPUT.format(shape=(None, *dims)))
-        self.input_shape = tuple(int(d) for d in dims)
-        self.num_steps = 0
-        self.num_traces = 0
+        self._set_input_shape(source.input_shape)
         self._check_method()
         self._build_graph()
-        signature = [
-            tf.TensorSpec((self.batch_size, *self.input_shape), tf.float32),
-            tf.TensorSpec((self.batch_size,), tf.int32),
-            tf.TensorSpec((self.batch_size,), tf.int64),
-        ]
-        self._step = (tf.function(self._step_fn, input_signature=signature) if compile
-                      else self._step_fn)
+        self._compile_step(compile)
 
     def _check_method(self):
         """Hook for methods with settings to check before the graph is wrapped."""
@@ -120,8 +98,7 @@ class SavedModelGuidedBackprop(GuidedBackprop):
         images_spec = tf.TensorSpec((self.batch_size, *self.input_shape), tf.float32)
         targets_spec = tf.TensorSpec((self.batch_size,), tf.int32)
         probe = tf.compat.v1.wrap_function(self._import_outputs, [images_spec])
-        self._num_outputs = int(probe.outputs[0].shape[-1])
-        self.num_classes = 2 if self._num_outputs == 1 else self._num_outputs
+        self._set_num_outputs(int(probe.outputs[0].shape[-1]))
         self._maps_fn = tf.compat.v1.wrap_function(self._graph_maps, [images_spec, targets_spec])
         self._outputs_fn = probe
 
@@ -197,25 +174,7 @@ class SavedModelGuidedGradCAM(SavedModelGuidedBackprop):
         return maps * cam[..., None]
 
 
-_SAVEDMODEL_CLASSES = {METHOD_GUIDED_BACKPROP: SavedModelGuidedBackprop,
-                       METHOD_DECONVNET: SavedModelDeconvnet,
-                       METHOD_GUIDED_GRADCAM: SavedModelGuidedGradCAM}
-
-
-def make_savedmodel_explainer(source, method=METHOD_GUIDED_BACKPROP, *, gradcam_layer=None,
-                              smoothgrad_samples=0, smoothgrad_sigma=0.15, batch_size=32,
-                              **options):
-    """``gbp_ops.make_explainer`` for a ``SavedModelSource``: same arguments, except that
-    ``gradcam_layer`` (Guided Grad-CAM) and ``layer_name`` are op names of the frozen graph.
-
-    Raises:
-        GBPError: an unknown method, or what the explainer raises.
-    """
-    if method not in _SAVEDMODEL_CLASSES:
-        raise errors.GBPError(errors.UNKNOWN_METHOD.format(method=method,
-                                                           methods=", ".join(METHODS)))
-    if method == METHOD_GUIDED_GRADCAM:
-        options["gradcam_layer"] = gradcam_layer
-    return _SAVEDMODEL_CLASSES[method](source, batch_size=batch_size,
-                                       smoothgrad_samples=smoothgrad_samples,
-                                       smoothgrad_sigma=smoothgrad_sigma, **options)
+# ``gbp_ops.make_explainer`` picks from this table for a ``SavedModelSource``.
+SAVEDMODEL_CLASSES = {METHOD_GUIDED_BACKPROP: SavedModelGuidedBackprop,
+                      METHOD_DECONVNET: SavedModelDeconvnet,
+                      METHOD_GUIDED_GRADCAM: SavedModelGuidedGradCAM}

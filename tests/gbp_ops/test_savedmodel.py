@@ -12,7 +12,6 @@ import tensorflow as tf
 
 import gbp_ops
 from gbp_ops import errors
-from gbp_ops.savedmodel import make_savedmodel_explainer
 from tests.gbp_ops.toy_models import random_images
 
 SIZE = 10
@@ -119,12 +118,12 @@ def test_thresholded_relu_is_refused_naming_selectv2(tmp_path, caplog):
     path = _export(keras.Model(inputs, _conv_head(x)), tmp_path)
     source = gbp_ops.load_model(path)
     with pytest.raises(gbp_ops.GBPError) as raised:
-        make_savedmodel_explainer(source)
+        gbp_ops.make_explainer(source)
     message = str(raised.value)
     assert "SelectV2 fed by Greater: a thresholded ReLU x1" in message
     assert "re_lu" in message and "/SelectV2" in message and "allow_unguided" in message
     with caplog.at_level(logging.WARNING):
-        explainer = make_savedmodel_explainer(source, allow_unguided=True)
+        explainer = gbp_ops.make_explainer(source, allow_unguided=True)
     assert [site.form for site in explainer.unguided_sites] == [
         "SelectV2 fed by Greater: a thresholded ReLU"]
     assert "SelectV2" in caplog.text
@@ -138,7 +137,7 @@ def test_other_nonlinearities_are_refused_by_op_type(activation, op_type, tmp_pa
         keras.layers.Conv2D(4, 3, activation="relu")(inputs))
     source = gbp_ops.load_model(_export(keras.Model(inputs, _conv_head(x)), tmp_path))
     with pytest.raises(gbp_ops.GBPError, match=rf"{op_type} x\d+ \["):
-        make_savedmodel_explainer(source)
+        gbp_ops.make_explainer(source)
 
 
 class DenseReluDense(tf.Module):
@@ -182,7 +181,7 @@ def test_keras_free_module_matches_a_numpy_reference(method, rule, tmp_path):
     path = str(tmp_path / "module")
     tf.saved_model.save(module, path, signatures=module.__call__)
     images = random_images(6, 4, channels=2, seed=2) - 0.5
-    explainer = make_savedmodel_explainer(gbp_ops.load_model(path), method, batch_size=4)
+    explainer = gbp_ops.make_explainer(gbp_ops.load_model(path), method, batch_size=4)
     got = explainer.explain_with_outputs(images)
     logits, predicted, maps = _numpy_dense_relu_dense(module, images, rule)
     np.testing.assert_allclose(got.scores, logits, rtol=1e-5, atol=1e-5)
@@ -223,11 +222,11 @@ def test_signature_and_key_selection(tmp_path):
     shifted = gbp_ops.load_model(path, signature="classify", input_key="pixels",
                                  output_key="shifted")
     with pytest.raises(gbp_ops.GBPError, match="also depends on input"):
-        make_savedmodel_explainer(shifted)
+        gbp_ops.make_explainer(shifted)
     source = gbp_ops.load_model(path, signature="classify", input_key="pixels",
                                 output_key="scores")
     images = random_images(3, 4, channels=2, seed=4)
-    got = make_savedmodel_explainer(source, batch_size=2).explain_with_outputs(images)
+    got = gbp_ops.make_explainer(source, batch_size=2).explain_with_outputs(images)
     flat = images.reshape(3, 32)
     np.testing.assert_allclose(got.scores, np.maximum(flat, 0) @ module.w.numpy(), rtol=1e-5)
 
@@ -239,13 +238,13 @@ def test_guided_gradcam_on_a_named_op_matches_keras(tmp_path):
     model = keras.Model(inputs, _conv_head(x, "softmax"))
     source = gbp_ops.load_model(_export(model, tmp_path))
     with pytest.raises(gbp_ops.GBPError, match="needs gradcam_layer naming an op"):
-        make_savedmodel_explainer(source, "guided_gradcam")
-    relu_op = next(site.layer for site in make_savedmodel_explainer(source).guided_sites
+        gbp_ops.make_explainer(source, "guided_gradcam")
+    relu_op = next(site.layer for site in gbp_ops.make_explainer(source).guided_sites
                    if "/features" in site.layer)
     images = random_images(5, SIZE, seed=6)
     want = gbp_ops.make_explainer(model, "guided_gradcam", gradcam_layer="features",
                                   batch_size=5).explain(images)
-    got = make_savedmodel_explainer(source, "guided_gradcam", gradcam_layer=relu_op,
+    got = gbp_ops.make_explainer(source, "guided_gradcam", gradcam_layer=relu_op,
                                     batch_size=5).explain(images)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
