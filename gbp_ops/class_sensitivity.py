@@ -7,7 +7,7 @@ class cannot tell classes apart (Nie et al. 2018 explain why guided backprop oft
 import numpy as np
 
 from gbp_ops.choices import CHECK_CLASS_SENSITIVITY
-from gbp_ops.maps import reduce_channels
+from gbp_ops.maps import reduced_maps
 from gbp_ops.similarity import spearman_rank_correlation, ssim
 
 
@@ -59,7 +59,3 @@ def run_class_sensitivity_check(explainer, images, targets=None, seeds=None, see
              "ssim": float(similarity[index])}
             for index in range(len(reference))]
 
-
-def reduced_maps(maps, reduction):
-    """``(N, H, W, C)`` maps reduced with ``reduction``; ``(N, H, W)`` maps as they are."""
-    return reduce_channels(maps, reduction) if maps.ndim == 4 else maps

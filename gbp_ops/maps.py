@@ -31,6 +31,12 @@ def reduce_channels(maps, reduction="max_abs"):
     raise ValueError(f"unknown reduction '{reduction}'; expected one of {', '.join(REDUCTIONS)}")
 
 
+def reduced_maps(maps, reduction):
+    """``(N, H, W, C)`` maps reduced with ``reduction`` (``reduce_channels``); ``(N, H, W)``
+    maps, already reduced in an explainer's step, as they are."""
+    return reduce_channels(maps, reduction) if maps.ndim == 4 else maps
+
+
 def normalize_max_abs(maps):
     """Scales each map of ``(N, ...)`` by its own max |value| into [-1, 1]; all-zero maps stay 0.
 

@@ -11,8 +11,8 @@ the model learned. The rows of the class-sensitivity check (``gbp_ops.class_sens
 import numpy as np
 
 from gbp_ops.choices import CHECK_CLASS_SENSITIVITY, CHECK_RANDOMIZATION, MODE_REINITIALIZE
-from gbp_ops.class_sensitivity import reduced_maps
 from gbp_ops.explainer import GuidedBackprop
+from gbp_ops.maps import reduced_maps
 from gbp_ops.randomization import cascading_randomization
 from gbp_ops.similarity import spearman_rank_correlation, ssim
 

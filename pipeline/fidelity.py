@@ -118,8 +118,9 @@ def compare(reference, reduced):
     """Fidelity fields of two ``gbp_ops.Explanation``s of the same examples: float32
     ``reference`` and ``reduced`` precision; maps ``(N, H, W)`` or ``(N, H, W, C)`` (channels
     are reduced by max |value| first)."""
-    maps = [m if m.ndim == 3 else np.abs(m).max(axis=-1)
-            for m in (reference.maps, reduced.maps)]
+    from gbp_ops.maps import reduced_maps
+
+    maps = [reduced_maps(m, "max_abs") for m in (reference.maps, reduced.maps)]
     spearman = map_spearman(*maps)
     return {
         "mean_spearman": round(float(spearman.mean()), 6),

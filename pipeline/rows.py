@@ -42,19 +42,24 @@ def _name_of(index, class_names):
     return class_names[index]
 
 
+def finite_rows(maps, target_scores):
+    """bool ``(N,)``: the rows the saliency table keeps, whose ``(N, h, w)`` map and target
+    score are all finite (the others become dead letters)."""
+    return (np.isfinite(maps).reshape(len(maps), -1).all(axis=1)
+            & np.isfinite(target_scores))
+
+
 def build_audit_batch(explained, config, class_names):
     """ExplainedBatch -> (AuditBatch or None, [DeadLetter]) with non-finite rows removed."""
     dead_letters = list(explained.dead_letters)
     if explained.explanation is None:
         return None, dead_letters
     explanation, examples = explained.explanation, explained.examples
-    reduced = explanation.maps  # the explainer reduces channels in its compiled step
-    if reduced.ndim == 4:
-        reduced = map_ops.reduce_channels(reduced, config.explain.reduction)
+    # The explainer reduces channels in its compiled step.
+    reduced = map_ops.reduced_maps(explanation.maps, config.explain.reduction)
     reduced = map_ops.downsample(reduced, config.output.downsample)
     target_probs = explanation.target_probabilities
-    finite = (np.isfinite(reduced).reshape(len(reduced), -1).all(axis=1)
-              & np.isfinite(explanation.target_scores))
+    finite = finite_rows(reduced, explanation.target_scores)
     for index in np.flatnonzero(~finite):
         example = examples[index]
         dead_letters.append(DeadLetter(example.example_id, example.position, STAGE_NON_FINITE,

@@ -26,18 +26,15 @@ def finding_rows(explained, config):
     """ExplainedBatch -> ``(indices kept, ids, targets, predicted, correct, small maps)`` or
     None: the rows the saliency table keeps (finite maps and scores), with float32
     ``(n, m, m)`` small maps and ``correct`` an object array of bool or None."""
-    from gbp_ops import maps as map_ops
+    from gbp_ops.maps import reduced_maps
     from pipeline.findings import small_maps
+    from pipeline.rows import finite_rows
 
     explanation = explained.explanation
     if explanation is None:
         return None
-    reduced = explanation.maps
-    if reduced.ndim == 4:
-        reduced = map_ops.reduce_channels(reduced, config.explain.reduction)
-    finite = (np.isfinite(reduced).reshape(len(reduced), -1).all(axis=1)
-              & np.isfinite(explanation.target_scores))
-    keep = np.flatnonzero(finite)
+    reduced = reduced_maps(explanation.maps, config.explain.reduction)
+    keep = np.flatnonzero(finite_rows(reduced, explanation.target_scores))
     if not len(keep):
         return None
     examples = [explained.examples[i] for i in keep]
