@@ -5,6 +5,13 @@ images (and in no "circle" image) a small pure-white patch sits at a fixed place
 top-left corner (`MARK_BOX`). A classifier trained on these images can learn the patch as a
 shortcut for "square"; its saliency maps should then light up inside `MARK_BOX`.
 
+In the demo's data the marked squares are also the ones whose shape is barely visible
+(`hidden_contrast`), like the tagged horse photos of Lapuschkin et al. (2019) in which the
+horse is hard to see. As many circles are drawn just as faintly, without a mark, so "faint"
+is no cue for either class: on the marked squares the model can only be right through the
+mark, and covering the mark changes its answer. That is the shortcut the findings stage must
+find and prove.
+
 Pixel values of the images other than the mark are clipped to `MAX_NON_MARK_VALUE` (< 255),
 so a pure-white pixel in an image is always part of a mark.
 """
@@ -50,13 +57,17 @@ SHARD_PREFIX = "shapes"
 # Circle radius as a fraction of S (squares get the same area), and pixel noise std.
 _RADIUS_RANGE = (0.14, 0.28)
 _NOISE_STD = 4.0
+# The demo's planted subgroup: the share of squares that are marked, and the contrast at which
+# those squares (and as many unmarked circles) are drawn.
+DEMO_SHORTCUT_FRACTION = 0.25
+DEMO_HIDDEN_CONTRAST = 0.05
 # Training: BatchNorm momentum 0.9 (not Keras' 0.99) so the moving statistics settle within
 # the few hundred steps of a demo run; otherwise inference-mode accuracy stays near chance.
 _BN_MOMENTUM = 0.9
-_DEFAULT_EPOCHS = 10
+_DEFAULT_EPOCHS = 16
 _WIDTH_DIVISOR = 2
 _STAMP_NAME = "assets.json"
-_STAMP_VERSION = 1  # Bump when synthesis or training changes, to invalidate cached assets.
+_STAMP_VERSION = 2  # Bump when synthesis or training changes, to invalidate cached assets.
 
 
 def mark_pixel_box(image_size):
@@ -72,10 +83,11 @@ def mark_pixel_box(image_size):
     return y0, x0, max(y1, y0 + 1), max(x1, x0 + 1)
 
 
-def _draw_shape(image, label, background, rng):
+def _draw_shape(image, label, background, rng, contrast=1.0):
     """Draws a filled circle (label 0) or axis-aligned square (label 1) in place.
 
-    Both shapes of one size have the same area, so size is no cue for the class.
+    Both shapes of one size have the same area, so size is no cue for the class. With
+    `contrast` < 1 the shape's colour is moved that far from the background towards its own.
     """
     size = image.shape[0]
     radius = rng.uniform(*_RADIUS_RANGE) * size
@@ -91,10 +103,11 @@ def _draw_shape(image, label, background, rng):
         if np.linalg.norm(colour - background) >= 90:
             break
         colour = rng.uniform(0, 220, size=3)
-    image[inside] = colour
+    image[inside] = background + contrast * (colour - background)
 
 
-def synthesize_shapes(num_examples, image_size=64, shortcut_fraction=0.5, seed=0):
+def synthesize_shapes(num_examples, image_size=64, shortcut_fraction=0.5, seed=0,
+                      hidden_contrast=1.0):
     """Synthesises circle/square images, planting a corner mark in some squares.
 
     Each image is a filled shape of random size, position and colour on a noisy
@@ -106,12 +119,17 @@ def synthesize_shapes(num_examples, image_size=64, shortcut_fraction=0.5, seed=0
         shortcut_fraction: the fraction of class-1 ("square") images that get the mark
             (rounded to a whole count). Class-0 images never get it.
         seed: seed of the numpy generator; equal arguments give equal arrays.
+        hidden_contrast: the contrast of the marked squares' shapes, and of as many randomly
+            chosen circles' (1.0, the default, draws every shape alike and draws no more
+            random numbers than before this option existed).
 
     Returns:
         A dict of numpy arrays, all with leading dimension N:
             images: uint8 `(N, S, S, 3)`.
             labels: int64 `(N,)`, 0 = "circle", 1 = "square" (see `CLASS_NAMES`).
             has_mark: bool `(N,)`, whether the image carries the mark.
+            faint: bool `(N,)`, whether the shape was drawn at `hidden_contrast` (all False
+                when it is 1.0).
             mark_box: float32 `(N, 4)`, the mark's normalised (ymin, xmin, ymax, xmax),
                 zeros when there is no mark.
             ids: str `(N,)`, like "shapes-000042".
@@ -122,13 +140,19 @@ def synthesize_shapes(num_examples, image_size=64, shortcut_fraction=0.5, seed=0
     marked = rng.choice(squares, size=int(round(shortcut_fraction * len(squares))), replace=False)
     has_mark = np.zeros(num_examples, dtype=bool)
     has_mark[marked] = True
+    faint = np.zeros(num_examples, dtype=bool)
+    if hidden_contrast != 1.0:
+        circles = np.flatnonzero(labels == 0)
+        faint[marked] = True
+        faint[rng.choice(circles, size=min(len(marked), len(circles)), replace=False)] = True
 
     images = np.empty((num_examples, image_size, image_size, 3), dtype=np.uint8)
     for index in range(num_examples):
         background = rng.uniform(0, 200, size=3)
         image = np.empty((image_size, image_size, 3), dtype=np.float32)
         image[:] = background
-        _draw_shape(image, labels[index], background, rng)
+        _draw_shape(image, labels[index], background, rng,
+                    hidden_contrast if faint[index] else 1.0)
         image += rng.normal(0, _NOISE_STD, size=image.shape)
         images[index] = np.clip(np.round(image), 0, MAX_NON_MARK_VALUE)
 
@@ -141,6 +165,7 @@ def synthesize_shapes(num_examples, image_size=64, shortcut_fraction=0.5, seed=0
         "images": images,
         "labels": labels,
         "has_mark": has_mark,
+        "faint": faint,
         "mark_box": mark_box,
         "ids": ids,
     }
@@ -324,6 +349,8 @@ def build_demo_assets(
         "seed": seed,
         "epochs": epochs,
         "width_divisor": _WIDTH_DIVISOR,
+        "shortcut_fraction": DEMO_SHORTCUT_FRACTION,
+        "hidden_contrast": DEMO_HIDDEN_CONTRAST,
     }
     assets = DemoAssets(pattern, model_path, CLASS_NAMES, num_examples)
 
@@ -339,7 +366,9 @@ def build_demo_assets(
     for stale in tf.io.gfile.glob(tf.io.gfile.join(data_dir, f"{SHARD_PREFIX}-*.tfrecord")):
         tf.io.gfile.remove(stale)
 
-    arrays = synthesize_shapes(num_examples, image_size=image_size, seed=seed)
+    arrays = synthesize_shapes(num_examples, image_size=image_size, seed=seed,
+                               shortcut_fraction=DEMO_SHORTCUT_FRACTION,
+                               hidden_contrast=DEMO_HIDDEN_CONTRAST)
     write_tfrecord_shards(arrays, data_dir, num_shards=num_shards)
     model, metrics = _train_and_score(
         arrays, image_size, epochs, seed, _WIDTH_DIVISOR, batch_size=32, validation_fraction=0.2

@@ -81,6 +81,24 @@ def test_shortcut_fraction_extremes():
     np.testing.assert_array_equal(every["has_mark"], every["labels"] == 1)
 
 
+def test_hidden_contrast_draws_the_marked_squares_and_as_many_circles_faintly():
+    arrays = synthesize_shapes(80, image_size=32, shortcut_fraction=0.25, seed=5,
+                               hidden_contrast=0.05)
+    labels, marked, faint = arrays["labels"], arrays["has_mark"], arrays["faint"]
+    assert marked.sum() == 10  # a quarter of the 40 squares
+    np.testing.assert_array_equal(faint & (labels == 1), marked)
+    assert (faint & (labels == 0)).sum() == 10 and not (marked & (labels == 0)).any()
+    y0, x0, y1, x1 = mark_pixel_box(32)
+    unmarked = arrays["images"].astype(np.float32)
+    unmarked[:, y0:y1, x0:x1] = np.nan
+    # mean |pixel - median| of each image: about 0.8 x the noise std (4) when the shape is faint
+    spread = np.nanmean(np.abs(unmarked - np.nanmedian(unmarked, axis=(1, 2), keepdims=True)),
+                        axis=(1, 2, 3))
+    assert spread[faint].max() < 4.5 < spread[~faint].min()
+    default = synthesize_shapes(80, image_size=32, shortcut_fraction=0.25, seed=5)
+    assert not default["faint"].any()
+
+
 def _read_examples(paths):
     examples = []
     for path in paths:
