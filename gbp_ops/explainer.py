@@ -124,6 +124,7 @@ class GuidedBackprop:
         self.batch_size = int(batch_size)
         self.num_steps = 0
         self.num_traces = 0
+        self._forward = None  # the forward-only step of ``predict``, traced on first use
 
     def _set_input_shape(self, dims):
         """Keeps the model input ``(H, W, C)``; raises GBPError unless all three are fixed."""
@@ -147,6 +148,7 @@ class GuidedBackprop:
         self._step = tf.function(self._step_fn, input_signature=signature) if compile else (
             self._step_fn
         )
+        self._compile = compile
 
     def _build_method(self, model, strip_final_activation, allow_unguided):
         """Hook for methods that need more than the rewritten model (run before tracing)."""
@@ -243,14 +245,34 @@ class GuidedBackprop:
 
     def _explain_chunk(self, images, targets, seeds):
         count = len(images)
-        pad = self.batch_size - count
-        if pad:
-            images = np.concatenate([images, np.zeros((pad, *self.input_shape), np.float32)])
-            targets = np.concatenate([targets, np.zeros(pad, np.int32)])
-            seeds = np.concatenate([seeds, np.zeros(pad, np.int64)])
         self.num_steps += 1
-        outputs = self._step(tf.constant(images), tf.constant(targets), tf.constant(seeds))
+        outputs = self._step(*(tf.constant(_pad_rows(array, self.batch_size))
+                               for array in (images, targets, seeds)))
         return tuple(np.asarray(t)[:count] for t in outputs)
+
+    def predict(self, images):
+        """The predicted classes from a forward pass alone: what
+        ``explain_with_outputs(images).predicted`` gives, at about a third of its cost.
+
+        Args:
+            images: float ``(N, H, W, C)`` already preprocessed for the model; any N.
+
+        Returns:
+            int64 ``(N,)``.
+        """
+        images = self._check_images(images)
+        if self._forward is None:
+            spec = [tf.TensorSpec((self.batch_size, *self.input_shape), tf.float32)]
+            self._forward = (tf.function(self._predict_fn, input_signature=spec)
+                             if self._compile else self._predict_fn)
+        chunks = [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
+        predicted = [np.asarray(self._forward(tf.constant(_pad_rows(chunk, self.batch_size))))
+                     [:len(chunk)] for chunk in chunks]
+        return np.concatenate(predicted).astype(np.int64) if predicted else np.zeros(0, np.int64)
+
+    def _predict_fn(self, images):
+        targets = tf.fill([self.batch_size], tf.constant(TARGET_PREDICTED, tf.int32))
+        return self._target_scores(self._scorer(images, training=False), targets)[1]
 
     def _probabilities(self, scores):
         if self.layer_name is not None:
@@ -295,6 +317,14 @@ class GuidedBackprop:
         if seeds.shape != (count,) or not np.issubdtype(seeds.dtype, np.integer):
             raise errors.GBPError(errors.BAD_SEEDS_SHAPE.format(count=count, got=seeds.shape))
         return seeds.astype(np.int64)
+
+
+def _pad_rows(array, size):
+    """Pads ``array`` (n, ...) with zero rows to ``size`` rows (n <= size)."""
+    pad = size - len(array)
+    if not pad:
+        return array
+    return np.concatenate([array, np.zeros((pad, *array.shape[1:]), array.dtype)])
 
 
 def scoring_model(model, layer_name):

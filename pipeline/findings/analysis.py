@@ -35,11 +35,11 @@ class ClassFindings:
         return assignment.NearestSampleVote(self.sample_maps, self.clustering.labels, neighbors)
 
 
-def flip_rate(predict, images, targets, original, region, fill):
+def flip_rate(predict, images, original, region, fill):
     """Share of ``images`` whose predicted class changes when ``region`` is covered."""
     if not len(images):
         return float("nan")
-    changed = predict(regions.occlude(images, region, fill), targets) != np.asarray(original)
+    changed = predict(regions.occlude(images, region, fill)) != np.asarray(original)
     return float(np.mean(changed))
 
 
@@ -51,8 +51,7 @@ def analyse_class(class_index, sampled, imaged, predict, settings):
         sampled: ``[(sample key, example_id, small map (m, m) float32, predicted int)]``.
         imaged: ``[(sample key, example_id, float16 or float32 (H, W, C) model input)]``,
             the (smaller) sample whose images are kept; members are occluded in key order.
-        predict: ``(images float32 (N, H, W, C), targets int32 (N,)) -> int (N,)`` predicted
-            classes.
+        predict: ``images float32 (N, H, W, C) -> int (N,)`` predicted classes.
         settings: the FindingsConfig.
 
     Returns:
@@ -77,12 +76,10 @@ def analyse_class(class_index, sampled, imaged, predict, settings):
         members = members[:settings.occlusion_samples]
         images = np.stack([item[2] for item in members]) if members else np.zeros((0,))
         original = np.array([predicted[item[1]] for item in members], np.int64)
-        targets = np.full(len(members), class_index, np.int32)
         clusters.append({
             "mean_map": mean_map, "region": region, "control_region": control,
-            "flip_rate": flip_rate(predict, images, targets, original, region,
-                                   settings.occlusion_fill),
-            "control_flip_rate": flip_rate(predict, images, targets, original, control,
+            "flip_rate": flip_rate(predict, images, original, region, settings.occlusion_fill),
+            "control_flip_rate": flip_rate(predict, images, original, control,
                                            settings.occlusion_fill),
             "occluded_examples": len(members),
         })

@@ -22,8 +22,8 @@ TOTALS = "totals"
 
 class AnalyseClassDoFn(beam.DoFn):
     """``(class, (sampled, imaged))`` from ``sampling.ClassSampleFn`` -> ClassFindings
-    (occlusion uses the run's configured explainer, so ``predicted`` means what it means in
-    the saliency table)."""
+    (occlusion predicts with the run's configured explainer's forward pass, so ``predicted``
+    means what it means in the saliency table)."""
 
     def __init__(self, config):
         self._config = config
@@ -35,11 +35,7 @@ class AnalyseClassDoFn(beam.DoFn):
         if not sampled:
             return
         explainer = explainers.shared_explainer(self._config)
-
-        def predict(images, targets):
-            return explainer.explain_with_outputs(images, targets).predicted
-
-        yield analysis.analyse_class(class_index, sampled, imaged, predict,
+        yield analysis.analyse_class(class_index, sampled, imaged, explainer.predict,
                                      self._config.findings)
 
 

@@ -68,6 +68,19 @@ def test_reference_model_matches_numpy_reference_on_predicted_class():
     assert not np.allclose(expected_maps, guided_plain, atol=1e-6)
 
 
+@pytest.mark.parametrize("compile", [True, False])
+def test_forward_only_predict_equals_the_reference_argmax(compile):
+    model = randomize_batchnorm(build_reference_model(32, seed=4), np.random.default_rng(2))
+    images = random_images(7, 32, seed=5)
+    explainer = GuidedBackprop(model, batch_size=3, compile=compile)
+    _, logits = numpy_guided_backprop(model, images, np.zeros(7, np.int64))
+    predicted = explainer.predict(images)  # 3 + 3 + a padded 1
+    assert predicted.dtype == np.int64
+    np.testing.assert_array_equal(predicted, logits.argmax(axis=1))
+    np.testing.assert_array_equal(predicted, explainer.explain_with_outputs(images).predicted)
+    assert explainer.predict(images[:0]).shape == (0,)
+
+
 def test_batched_equals_per_example_and_partial_batch_equals_full():
     model = random_cnn(16)
     images = random_images(7, 16, seed=2)

@@ -100,6 +100,7 @@ def test_exported_keras_models_match_the_keras_path(name, tmp_path):
         assert scale > 0
         np.testing.assert_allclose(got.maps, want.maps, rtol=0, atol=1e-5 * scale)
         np.testing.assert_array_equal(got.predicted, want.predicted)
+        np.testing.assert_array_equal(saved_side.predict(images), want.predicted)
         np.testing.assert_allclose(got.probabilities, want.probabilities, rtol=1e-5, atol=1e-7)
         assert saved_side.num_traces == 1 and saved_side.num_steps == 2
     assert len(saved_side.guided_sites) == len(keras_side.guided_sites)

@@ -153,11 +153,11 @@ def test_analysis_occludes_with_the_given_model():
     images = np.full((40, 8, 8, 1), 0.2, np.float32)
     images[:20, 0:2, 0:2] = 1.0
 
-    def predict(batch, targets):
+    def predict(batch):
         return (batch[:, 0, 0, 0] > 0.5).astype(np.int64)
 
     ids = [f"e{i:02d}" for i in range(40)]
-    predicted = predict(images, None)
+    predicted = predict(images)
     sampled = [(f"k{i:02d}", ids[i], maps[i], int(predicted[i])) for i in range(40)]
     imaged = [(f"k{i:02d}", ids[i], images[i]) for i in range(40)]
     settings = dataclasses.replace(FindingsConfig(), map_size=4, neighbors=5)
