@@ -1,12 +1,25 @@
 """gbp-audit's Beam pipeline: read -> preprocess -> batched guided backprop -> Parquet.
 
-``import pipeline`` and the loaders stay light (no TensorFlow, Keras or Beam for local outputs);
-the pipeline itself is imported on first use of ``build_pipeline`` or ``run``.
+``import pipeline`` imports nothing heavy: the loaders (pandas, pyarrow) on first use of
+``load_saliency``/``load_stats``/``load_errors`` (still no TensorFlow, Keras or Beam for local
+outputs), the pipeline itself on first use of ``build_pipeline`` or ``run``.
 """
 
-from pipeline.loader import load_errors, load_saliency, load_stats
-
 __all__ = ["build_pipeline", "load_errors", "load_saliency", "load_stats", "run"]
+
+_LOADERS = ("load_errors", "load_saliency", "load_stats")
+
+
+def __getattr__(name):
+    if name in _LOADERS:
+        from pipeline import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module 'pipeline' has no attribute '{name}'")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LOADERS))
 
 
 def build_pipeline(p, plan, start_time=None, progress_dir=None):

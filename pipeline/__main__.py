@@ -1,7 +1,5 @@
 """``python -m pipeline``, the same as the ``gbp-audit`` command."""
 
-import sys
+from pipeline.cli import console_main
 
-from pipeline.cli import main
-
-sys.exit(main())
+console_main()
