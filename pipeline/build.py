@@ -99,38 +99,30 @@ def build_pipeline(p, plan, start_time=None, progress_dir=None):
         sanity = explained["examples"] | "SanityCheck" >> SanityCheck(config)
     else:
         sanity = p | "NoSanityCheck" >> beam.Create([])
-    staged = [
-        sinks.write_table(arrow_tables, output_dir, tables.SALIENCY, saliency_schema,
-                          batched=True, num_shards=config.output.saliency_shards,
-                          plain_columns=saliency_table.plain_columns(map_dtype)),
-        sinks.write_table(stats, output_dir, tables.STATS,
-                          stats_table.arrow_schema(plan.map_shape), batched=False, num_shards=1),
-        sinks.write_table(dead_letters | "ErrorRows" >> beam.Map(errors_table.encode_row),
-                          output_dir, tables.ERRORS, errors_table.ERRORS_SCHEMA, batched=False,
-                          num_shards=1),
-    ]
+    staged = [sinks.write_table(arrow_tables, output_dir, tables.SALIENCY, saliency_schema,
+                                num_shards=config.output.saliency_shards,
+                                plain_columns=saliency_table.plain_columns(map_dtype))]
+    small_tables = {  # one Parquet file each, written in one step (sinks.write_single_file_tables)
+        tables.STATS: (stats, stats_table.arrow_schema(plan.map_shape)),
+        tables.ERRORS: (dead_letters | "ErrorRows" >> beam.Map(errors_table.encode_row),
+                        errors_table.ERRORS_SCHEMA),
+    }
     if config.sanity.enabled:
-        staged.append(sinks.write_table(sanity, output_dir, tables.SANITY,
-                                        sanity_table.SANITY_SCHEMA, batched=False, num_shards=1))
+        small_tables[tables.SANITY] = (sanity, sanity_table.SANITY_SCHEMA)
     findings_summary = p | "NoFindings" >> beam.Create([])
     if config.findings.enabled:
         found = explained["explained"] | "Findings" >> FindStrategyClusters(config,
                                                                             plan.class_names)
         findings_summary = found["summary"]
-        staged += [
-            sinks.write_table(found["clusters"], output_dir, tables.CLUSTERS,
-                              clusters_table.arrow_schema(config.findings.map_size),
-                              batched=False, num_shards=1),
-            sinks.write_table(found["assignments"], output_dir, tables.ASSIGNMENTS,
-                              assignments_table.ASSIGNMENTS_SCHEMA, batched=True),
-            sinks.write_table(found["embedding"], output_dir, tables.EMBEDDING,
-                              embedding_table.EMBEDDING_SCHEMA, batched=False, num_shards=1),
-        ]
+        staged.append(sinks.write_table(found["assignments"], output_dir, tables.ASSIGNMENTS,
+                                        assignments_table.ASSIGNMENTS_SCHEMA))
+        small_tables[tables.CLUSTERS] = (found["clusters"],
+                                         clusters_table.arrow_schema(config.findings.map_size))
+        small_tables[tables.EMBEDDING] = (found["embedding"], embedding_table.EMBEDDING_SCHEMA)
     if config.output.report:
         shown = batches | "ReportExamples" >> CollectReportExamples(config.output.report_top_n)
-        staged.append(sinks.write_table(shown, output_dir, tables.EXAMPLES,
-                                        examples_table.EXAMPLES_SCHEMA, batched=False,
-                                        num_shards=1))
+        small_tables[tables.EXAMPLES] = (shown, examples_table.EXAMPLES_SCHEMA)
+    staged.append(sinks.write_single_file_tables(p, output_dir, small_tables))
 
     counts = {"input_records": read["records"], "damaged_shards": read[DEAD_LETTERS],
               "saliency_rows": batches, "errors": dead_letters} | "Counts" >> CountOutputs()

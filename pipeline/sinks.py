@@ -28,32 +28,118 @@ def table_dir(output_dir, table):
     return paths.join(output_dir, table)
 
 
-def write_table(pcoll, output_dir, table, arrow_schema, batched, num_shards=0,
-                plain_columns=()):
-    """Writes a PCollection of ``pa.Table`` (batched) or row dicts to the staging folder.
+def write_table(pcoll, output_dir, table, arrow_schema, num_shards=0, plain_columns=()):
+    """Writes a PCollection of ``pa.Table`` batches to the staging folder (Beam's file sink:
+    shards written in parallel, for the large tables).
 
     Args:
-        plain_columns: for batched tables, columns written without dictionary encoding and
-            statistics (see ``parquet_sink``).
+        plain_columns: columns written without dictionary encoding and statistics (see
+            ``parquet_sink``).
 
     Returns:
         PCollection of the written (staged) file paths.
     """
-    if batched:
-        from pipeline.parquet_sink import TableParquetSink
+    from pipeline.parquet_sink import TableParquetSink
 
-        sink = TableParquetSink(staging_prefix(output_dir, table), arrow_schema, PARQUET_CODEC,
-                                plain_columns=plain_columns, file_name_suffix=".parquet",
-                                num_shards=num_shards, shard_name_template="-SSSSS-of-NNNNN")
-        return pcoll | f"Write{table.capitalize()}" >> beam.io.Write(sink)
-    return pcoll | f"Write{table.capitalize()}" >> beam.io.WriteToParquet(
-        staging_prefix(output_dir, table),
-        schema=arrow_schema,
-        codec=PARQUET_CODEC,
-        file_name_suffix=".parquet",
-        num_shards=num_shards,
-        shard_name_template="-SSSSS-of-NNNNN",
+    sink = TableParquetSink(staging_prefix(output_dir, table), arrow_schema, PARQUET_CODEC,
+                            plain_columns=plain_columns, file_name_suffix=".parquet",
+                            num_shards=num_shards, shard_name_template="-SSSSS-of-NNNNN")
+    return pcoll | f"Write{table.capitalize()}" >> beam.io.Write(sink)
+
+
+def single_file_name(output_dir, table):
+    """The staged path of a one-file table, named like a Beam shard: ``<table>-00000-of-00001``."""
+    return f"{staging_prefix(output_dir, table)}-00000-of-00001.parquet"
+
+
+def write_single_file_tables(p, output_dir, row_tables):
+    """Writes the small tables, each as one Parquet file, in one step after all of them are
+    complete.
+
+    Beam's ``WriteToParquet`` with one shard costs four fused stages per table (set-up, write,
+    pre-finalize, finalize) and about 30 transforms to build; a local run pays a fixed cost
+    for each. Here every small table is a side input (an iterable: streamed where the runner
+    can) of one ``WriteSingleFileTablesDoFn``, which writes the rows as Beam's sink would:
+    the same schema, codec, 1,000-row record batches and row groups, and an empty table (schema,
+    no rows) when there are none.
+
+    Args:
+        p: the pipeline.
+        output_dir: the run's output directory.
+        row_tables: ``{table name: (PCollection of row dicts, pa.Schema)}``.
+
+    Returns:
+        PCollection of the written (staged) file paths.
+    """
+    names = sorted(row_tables)
+    schemas = {name: row_tables[name][1] for name in names}
+    side_inputs = {name: beam.pvalue.AsIter(row_tables[name][0]) for name in names}
+    return (
+        p
+        | "SmallTablesTrigger" >> beam.Create([None])
+        | "WriteSmallTables" >> beam.ParDo(WriteSingleFileTablesDoFn(output_dir, schemas),
+                                           **side_inputs)
     )
+
+
+class WriteSingleFileTablesDoFn(beam.DoFn):
+    """Side inputs ``{table: iterable of row dicts}`` -> one staged Parquet file per table;
+    yields the paths. Rewrites the same paths if retried."""
+
+    def __init__(self, output_dir, schemas):
+        self._output_dir = output_dir
+        self._schemas = schemas
+
+    def process(self, unused_trigger, **rows_by_table):
+        for table in sorted(rows_by_table):
+            path = single_file_name(self._output_dir, table)
+            write_rows(path, self._schemas[table], rows_by_table[table])
+            yield path
+
+
+RECORD_BATCH_ROWS = 1000  # Beam's WriteToParquet defaults: rows per record batch,
+ROW_GROUP_BUFFER_BYTES = 64 * 1024 * 1024  # and buffered record-batch bytes per row group
+
+
+def write_rows(path, schema, rows):
+    """Writes row dicts to one Parquet file through Beam ``FileSystems``: record batches of
+    ``RECORD_BATCH_ROWS`` rows (a nullable field missing from a row is null), one row group per
+    ``ROW_GROUP_BUFFER_BYTES`` of batches, ``PARQUET_CODEC`` compression (as
+    ``beam.io.WriteToParquet`` writes them)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from apache_beam.io.filesystems import FileSystems
+
+    def record_batch(buffered):
+        arrays = [pa.array([_field_value(row, field) for row in buffered], type=field.type)
+                  for field in schema]
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    with FileSystems.create(path, mime_type="application/x-parquet") as handle:
+        writer = pq.ParquetWriter(handle, schema, compression=PARQUET_CODEC,
+                                  use_deprecated_int96_timestamps=False,
+                                  use_compliant_nested_type=False)
+        buffered, batches, batch_bytes = [], [], 0
+        for row in rows:
+            buffered.append(row)
+            if len(buffered) == RECORD_BATCH_ROWS:
+                batches.append(record_batch(buffered))
+                batch_bytes += batches[-1].nbytes
+                buffered = []
+            if batch_bytes >= ROW_GROUP_BUFFER_BYTES:
+                writer.write_table(pa.Table.from_batches(batches, schema=schema))
+                batches, batch_bytes = [], 0
+        if buffered:
+            batches.append(record_batch(buffered))
+        if batches:
+            writer.write_table(pa.Table.from_batches(batches, schema=schema))
+        writer.close()
+
+
+def _field_value(row, field):
+    if field.nullable and field.name not in row:
+        return None
+    return row[field.name]
 
 
 def previous_outputs(output_dir):

@@ -135,7 +135,7 @@ def test_job_translates_with_every_step(gpu_job):
         "Explain/Prepare", "Explain/GuidedBackprop/BatchElements",
         "Explain/GuidedBackprop/BeamML_RunInference", "Explain/ToAuditRows",
         "AllDeadLetters", "ToArrowTables", "Aggregate",
-        "WriteSaliency", "WriteStats", "WriteErrors", "StagedFiles",
+        "WriteSaliency", "SmallTablesTrigger", "WriteSmallTables", "StagedFiles",
         "Counts/AllCounts", "Counts/SumPerName", "PublishTrigger", "Publish",
     }
     assert not expected - names, f"missing steps: {sorted(expected - names)}"
