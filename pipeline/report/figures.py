@@ -12,6 +12,7 @@ from pipeline.report.flags import class_label
 MAP_COLORMAP = "inferno"
 _DPI = 100
 _PANEL_PIXELS = 160  # example pictures are enlarged to at least this height
+_PNG_LEVEL = 3
 
 
 def figure_png(figure):
@@ -22,11 +23,14 @@ def figure_png(figure):
 
 
 def picture_png(picture):
-    """A uint8 RGB array ``(H, W, 3)`` as PNG bytes (no matplotlib figure: ~10x faster)."""
+    """A uint8 RGB array ``(H, W, 3)`` as PNG bytes (no matplotlib figure: ~10x faster).
+
+    zlib level 3 instead of PIL's 6: the same pixels, encoded about 3x faster (a third of the
+    report's time went to encoding the example pictures) for about 8% more bytes."""
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(picture).save(buffer, format="png")
+    Image.fromarray(picture).save(buffer, format="png", compress_level=_PNG_LEVEL)
     return buffer.getvalue()
 
 
