@@ -3,7 +3,10 @@
 Regions are normalised ``[ymin, xmin, ymax, xmax]`` in [0, 1] on the small-map grid.
 
 - Hot region: the bounding box of the 4-connected set of cells that holds the mean map's
-  maximum and whose values are at least ``HOT_FRACTION`` of it.
+  maximum and whose values are at least ``HOT_FRACTION`` of it, grown by ``MARGIN_CELLS`` on
+  every side (within the image). The margin is there because a cell is an average: an object
+  that covers only part of an edge cell leaves it below half the peak, and occluding the box
+  without that cell would leave part of the object in view.
 - Control region: a box of the same size placed where the mean map's sum over the box is
   lowest (the least attended place; ties go to the first position in row-major order).
 """
@@ -11,9 +14,10 @@ Regions are normalised ``[ymin, xmin, ymax, xmax]`` in [0, 1] on the small-map g
 import numpy as np
 
 HOT_FRACTION = 0.5
+MARGIN_CELLS = 1
 
 
-def hot_region(mean_map, fraction=HOT_FRACTION):
+def hot_region(mean_map, fraction=HOT_FRACTION, margin=MARGIN_CELLS):
     """float ``(m, m)`` -> float ``(4,)`` region around the map's peak (whole map if flat)."""
     from scipy import ndimage
 
@@ -25,8 +29,9 @@ def hot_region(mean_map, fraction=HOT_FRACTION):
     components, _ = ndimage.label(mean_map >= fraction * peak)
     y, x = np.unravel_index(np.argmax(mean_map), mean_map.shape)
     rows, cols = np.nonzero(components == components[y, x])
-    return np.array([rows.min() / height, cols.min() / width, (rows.max() + 1) / height,
-                     (cols.max() + 1) / width])
+    top, left = max(rows.min() - margin, 0), max(cols.min() - margin, 0)
+    bottom, right = min(rows.max() + 1 + margin, height), min(cols.max() + 1 + margin, width)
+    return np.array([top / height, left / width, bottom / height, right / width])
 
 
 def region_cells(region, shape):

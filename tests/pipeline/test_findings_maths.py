@@ -69,7 +69,10 @@ def test_hot_region_is_the_box_of_the_peak_component():
     mean_map[12:15, 13:15] = [[0.6, 0.7], [1.0, 0.8], [0.55, 0.6]]
     mean_map[2, 2] = 0.9  # hot but not connected to the peak
     mean_map[11, 13] = 0.4  # connected but below half the peak
-    assert regions.hot_region(mean_map).tolist() == [12 / 16, 13 / 16, 15 / 16, 15 / 16]
+    # rows 12-14, columns 13-14; one cell of margin, cut at the image's edge (column 15)
+    assert regions.hot_region(mean_map).tolist() == [11 / 16, 12 / 16, 16 / 16, 16 / 16]
+    assert regions.hot_region(mean_map, margin=0).tolist() == [12 / 16, 13 / 16, 15 / 16,
+                                                                15 / 16]
     assert regions.hot_region(np.zeros((4, 4))).tolist() == [0.0, 0.0, 1.0, 1.0]
 
 
@@ -165,7 +168,7 @@ def test_analysis_occludes_with_the_given_model():
     assert found.clustering.k == 2 and found.agreement == 1.0
     marked = found.clusters[int(found.clustering.labels[ids.index("e00")])]
     assert marked["flip_rate"] == 1.0 and marked["control_flip_rate"] == 0.0
-    assert marked["region"].tolist() == [0.0, 0.0, 0.25, 0.25]
+    assert marked["region"].tolist() == [0.0, 0.0, 0.5, 0.5]  # cell (0, 0) and its margin
     assert marked["occluded_examples"] == 20
 
 
