@@ -1,10 +1,12 @@
 """The report's opening section: the findings of ``pipeline.findings`` (strategy clusters
 proved by occlusion), from the run's ``clusters``, ``assignments`` and ``embedding`` tables.
 
-Each flagged cluster: its sentence, its mean map with the hot region (solid) and the control
-region (dashed) drawn, and the maps of up to ``shown`` members (sampled members, by id;
-maps only: the run keeps no input images of cluster members). Then a table of every cluster
-and a scatter of each class's 2-D spectral embedding coloured by cluster.
+Each finding: its sentence, then per flagged cluster its mean map with the hot region (solid)
+and the control region (dashed) drawn, and the maps of up to ``shown`` members (sampled
+members, by id; maps only: the run keeps no input images of cluster members). Flagged clusters
+of one class whose regions overlap (``SAME_PLACE_IOU``) are one finding: spectral clustering
+often splits one shortcut's images into several clusters. Then a table of every cluster and a
+scatter of each class's 2-D spectral embedding coloured by cluster.
 """
 
 import numpy as np
@@ -12,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from pipeline import loader, tables
+from pipeline.findings import rules
 from pipeline.findings.regions import place_words, region_share
 from pipeline.report import figures
 from pipeline.report.page import esc, figure_html, number, png_data_uri, table
@@ -22,6 +25,7 @@ from pipeline.tables.stats import CLASS, CLASS_NAME, COUNT
 
 MEMBERS_SHOWN = 8
 CANDIDATES_SHOWN = 3
+SAME_PLACE_IOU = 0.5
 
 
 def _region_patch(region, size, **style):
@@ -78,7 +82,53 @@ def _members(output_dir, row, embedding, count):
                       frame[saliency_table.SALIENCY_MAP]))
 
 
-def _finding_html(output_dir, row, embedding):
+def region_iou(first, second):
+    """Intersection over union of two normalised ``[ymin, xmin, ymax, xmax]`` regions."""
+    height = min(first[2], second[2]) - max(first[0], second[0])
+    width = min(first[3], second[3]) - max(first[1], second[1])
+    overlap = max(height, 0.0) * max(width, 0.0)
+    union = region_share(first) + region_share(second) - overlap
+    return overlap / union if union > 0 else 0.0
+
+
+def finding_groups(flagged):
+    """Flagged cluster rows -> lists of rows, one list per finding: a cluster joins the first
+    finding of its class with a cluster whose region overlaps its own by ``SAME_PLACE_IOU``."""
+    groups = []
+    for _, row in flagged.iterrows():
+        home = next((group for group in groups if group[0][CLASS] == row[CLASS] and any(
+            region_iou(member[clusters_table.REGION], row[clusters_table.REGION])
+            >= SAME_PLACE_IOU for member in group)), None)
+        if home is None:
+            groups.append([row])
+        else:
+            home.append(row)
+    return groups
+
+
+def group_sentence(group, class_count):
+    """One sentence for a finding: the cluster's own reason, or for several clusters the same
+    sentence over their union (counts summed, flip rates weighted by occluded examples)."""
+    if len(group) == 1:
+        return group[0][clusters_table.REASON]
+    occluded = [int(row[clusters_table.OCCLUDED_EXAMPLES]) for row in group]
+    tested = sum(occluded)
+
+    def weighted(column):
+        return sum(float(np.nan_to_num(row[column])) * count
+                   for row, count in zip(group, occluded)) / tested if tested else 0.0
+
+    regions = np.stack([np.asarray(row[clusters_table.REGION], float) for row in group])
+    union = np.concatenate([regions[:, :2].min(axis=0), regions[:, 2:].max(axis=0)])
+    names = [str(row[clusters_table.CLUSTER]) for row in group]
+    sentence = rules.reason(group[0][CLASS_NAME] or group[0][CLASS],
+                            sum(int(row[COUNT]) for row in group), class_count, union,
+                            weighted(clusters_table.FLIP_RATE),
+                            weighted(clusters_table.CONTROL_FLIP_RATE), tested)
+    return f"{sentence}; clusters {', '.join(names[:-1])} and {names[-1]}"
+
+
+def _finding_html(output_dir, row, embedding, css=None):
     mean_map = clusters_table.decode_mean_maps(row.to_frame().T)[0]
     title = f"{row[CLASS_NAME] or row[CLASS]}, cluster {row[clusters_table.CLUSTER]}"
     pictures = [figure_html(png_data_uri(figures.figure_png(cluster_map_figure(
@@ -87,7 +137,7 @@ def _finding_html(output_dir, row, embedding):
     for example_id, saliency in _members(output_dir, row, embedding, MEMBERS_SHOWN):
         link = png_data_uri(figures.picture_png(figures.example_picture(saliency, None)))
         pictures.append(figure_html(link, f"{title}: {example_id}"))
-    css = "flag" if row[clusters_table.FLAGGED] else "note"
+    css = css or ("flag" if row[clusters_table.FLAGGED] else "note")
     return (f'<div class="{css}">{esc(row[clusters_table.REASON])}</div>'
             f'<div class="grid">{"".join(pictures)}</div>')
 
@@ -124,9 +174,15 @@ def findings_section(output_dir, run=None):
     clusters = clusters.sort_values([CLASS, clusters_table.CLUSTER])
     flagged = clusters[clusters[clusters_table.FLAGGED]]
     parts = ["<h2>Findings</h2>"]
-    if len(flagged):
-        parts += [_finding_html(output_dir, row, embedding) for _, row in flagged.iterrows()]
-    else:
+    class_counts = clusters.groupby(CLASS)[COUNT].sum()
+    for group in finding_groups(flagged):
+        if len(group) == 1:
+            parts.append(_finding_html(output_dir, group[0], embedding))
+            continue
+        parts.append(f'<div class="flag">'
+                     f'{esc(group_sentence(group, int(class_counts[group[0][CLASS]])))}</div>')
+        parts += [_finding_html(output_dir, row, embedding, css="note") for row in group]
+    if not len(flagged):
         parts.append('<div class="ok">No group of examples relies on a small region that, '
                      "covered, changes their predictions.</div>")
         settings = ((run or {}).get("config") or {}).get("findings") or {}
