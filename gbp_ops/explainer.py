@@ -150,6 +150,13 @@ class GuidedBackprop:
         )
         self._compile = compile
 
+    def trace(self):
+        """Traces the compiled batch step now, without running it, so a first batch does not
+        wait for the trace (a launcher can do it while it builds its pipeline). Thread-safe; the
+        step is still traced once; nothing to do for an eager explainer."""
+        if self._compile:
+            self._step.get_concrete_function()
+
     def _build_method(self, model, strip_final_activation, allow_unguided):
         """Hook for methods that need more than the rewritten model (run before tracing)."""
 

@@ -114,6 +114,10 @@ def run(argv=None):
         # Spawned local worker processes read this when TF starts in them.
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(config.explain.worker_intra_op_threads)
     options = beam_options(beam_args)
+    if _explains_in_this_process(options):
+        from pipeline import explainers
+
+        explainers.trace_in_background(config)
     reporter, progress_dir = _local_progress(config, options)
     try:
         with beam.Pipeline(options=options) as p:
@@ -131,6 +135,15 @@ def run(argv=None):
         published["report"] = write_report(config.output.path,
                                            top_n=config.output.report_top_n)
     return published or None
+
+
+def _explains_in_this_process(options):
+    """Whether the runner explains with this process's explainer (a local runner that is not
+    ``multi_processing``), which preflight has built already."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    return (options.view_as(StandardOptions).runner in LOCAL_RUNNERS
+            and options.view_as(DirectOptions).direct_running_mode != "multi_processing")
 
 
 def _local_progress(config, options):

@@ -91,6 +91,24 @@ def test_batched_equals_per_example_and_partial_batch_equals_full():
     assert explainer.num_traces == 1  # partial batches are padded, never re-traced
 
 
+def test_tracing_ahead_in_another_thread_traces_once_and_changes_nothing():
+    import threading
+
+    model = random_cnn(16)
+    images = random_images(5, 16, seed=3)
+    expected = GuidedBackprop(model, batch_size=4).explain(images)
+    explainer = GuidedBackprop(model, batch_size=4)
+    thread = threading.Thread(target=explainer.trace)
+    thread.start()
+    maps = explainer.explain(images)  # may wait for the trace; never traces again
+    thread.join()
+    np.testing.assert_array_equal(maps, expected)
+    assert explainer.num_traces == 1
+    eager = GuidedBackprop(model, batch_size=4, compile=False)
+    eager.trace()
+    assert eager.num_traces == 0
+
+
 def test_eager_equals_tf_function():
     model = random_cnn(16)
     images = random_images(4, 16, seed=3)
