@@ -95,10 +95,12 @@ def build_pipeline(p, plan, start_time=None, progress_dir=None):
     arrow_tables = batches | "ToArrowTables" >> beam.Map(
         saliency_table.encode, saliency_schema, map_dtype)
     stats = batches | "Aggregate" >> AggregateStats(plan.class_names)
+    # One empty PCollection stands in for every disabled stage's output (one runner stage).
+    nothing = p | "Nothing" >> beam.Create([])
     if config.sanity.enabled:
         sanity = explained["examples"] | "SanityCheck" >> SanityCheck(config)
     else:
-        sanity = p | "NoSanityCheck" >> beam.Create([])
+        sanity = nothing
     staged = [sinks.write_table(arrow_tables, output_dir, tables.SALIENCY, saliency_schema,
                                 num_shards=config.output.saliency_shards,
                                 plain_columns=saliency_table.plain_columns(map_dtype))]
@@ -109,7 +111,7 @@ def build_pipeline(p, plan, start_time=None, progress_dir=None):
     }
     if config.sanity.enabled:
         small_tables[tables.SANITY] = (sanity, sanity_table.SANITY_SCHEMA)
-    findings_summary = p | "NoFindings" >> beam.Create([])
+    findings_summary = nothing
     if config.findings.enabled:
         found = explained["explained"] | "Findings" >> FindStrategyClusters(config,
                                                                             plan.class_names)

@@ -24,8 +24,8 @@ class CountOutputs(beam.PTransform):
                 lambda batch: ("saliency_rows", len(batch))),
             pcolls["errors"] | "WeighErrors" >> beam.FlatMap(
                 lambda letter: [("errors", 1), (f"errors_{letter.stage}", 1)]),
-            pcolls["input_records"].pipeline | "Zeros" >> beam.Create(
-                [(name, 0) for name in ALWAYS_COUNTED]),
+            pcolls["input_records"].pipeline | "Zeros" >> beam.Create(  # four tiny elements:
+                [(name, 0) for name in ALWAYS_COUNTED], reshuffle=False),  # no reshuffle stage
         ]
         return tuple(weighed) | "AllCounts" >> beam.Flatten() | "SumPerName" >> beam.CombinePerKey(
             sum)
