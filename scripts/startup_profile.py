@@ -1,0 +1,162 @@
+"""Where a local run's fixed cost goes: one `python -m pipeline` run, timed part by part.
+
+Usage:  .venv/bin/python scripts/startup_profile.py [--images 64] [--workdir DIR] [--set K=V ...]
+
+Runs the bench's setup (scripts/bench.py: 128 px reference model, JPEG TFRecords, batch 32,
+sanity off, findings and report on) in a child process whose launcher functions and Beam runner
+stages are wrapped with timers, and prints one line per part (seconds from process start, and
+duration), then the same parts as JSON. The parent measures the whole wall time, so the
+interpreter's exit is a part too. Stage names are shortened to their first transform.
+"""
+
+import argparse
+import functools
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MARK = "STARTUP_PROFILE "
+
+
+def _child(argv):
+    started = float(os.environ["STARTUP_PROFILE_SPAWNED"])  # the parent's clock at spawn
+    sys.path.insert(0, REPO)
+    import gc
+
+    import pipeline.cli as cli
+
+    parts = []
+    stages = []
+
+    def now():
+        return time.time() - started
+
+    def timed(owner, name, label):
+        function = getattr(owner, name)
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            start = now()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                parts.append((label, start, now()))
+
+        setattr(owner, name, wrapper)
+
+    def install():
+        import apache_beam as beam
+        from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+        import gbp_ops.explainer
+        import pipeline.build
+        import pipeline.explainers
+        import pipeline.model_handler
+        import pipeline.preflight
+
+        timed(pipeline.preflight, "preflight", "preflight (config checks, model, explainer)")
+        timed(pipeline.explainers, "load_configured_model", "  model load")
+        timed(pipeline.explainers, "explainer_for_model", "  guided clone + explainer")
+        timed(gbp_ops.explainer.GuidedBackprop, "_step_fn", "GBP step trace (Python)")
+        timed(pipeline.build, "build_pipeline", "build_pipeline")
+        timed(beam.Pipeline, "to_runner_api", "Beam: pipeline to runner API")
+        timed(fn_runner.FnApiRunner, "run_stages", "Beam: run all stages")
+        handler = pipeline.model_handler.GuidedBackpropModelHandler
+        first = handler.run_inference
+        seen = []
+
+        def run_inference(self, *args, **kwargs):
+            start = now()
+            try:
+                return first(self, *args, **kwargs)
+            finally:
+                if not seen:
+                    seen.append(True)
+                    parts.append(("first batch (run_inference)", start, now()))
+
+        handler.run_inference = run_inference
+        execute = fn_runner.FnApiRunner._execute_bundle
+
+        def execute_bundle(self, context, bundle_manager, bundle_input):
+            start = now()
+            try:
+                return execute(self, context, bundle_manager, bundle_input)
+            finally:
+                first = bundle_manager.stage.name.lstrip("(").split(")")[0]
+                stages.append((first.replace("ref_AppliedPTransform_", "")[:60], start, now()))
+
+        fn_runner.FnApiRunner._execute_bundle = execute_bundle
+
+    imports = cli._import_run_modules
+
+    def import_run_modules(*args, **kwargs):
+        start = now()
+        imports(*args, **kwargs)
+        parts.append(("imports (TensorFlow, Keras, Beam, pipeline)", start, now()))
+        install()
+
+    cli._import_run_modules = import_run_modules
+    parts.append(("process start (interpreter, launcher module)", 0.0, now()))
+    sys.argv = ["pipeline", *argv]
+    code = cli.main(freeze_imports=True)
+    stages_end = max(stop for label, _, stop in parts if label == "Beam: run all stages")
+    parts.append(("after the job: manifest read, report.html (imports + figures), summary",
+                  stages_end, now()))
+    print(MARK + json.dumps({"parts": parts, "stages": stages}), flush=True)
+    gc.freeze()
+    sys.exit(code)
+
+
+def main():
+    if sys.argv[1:2] == ["--child"]:
+        return _child(sys.argv[2:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--workdir", default=os.path.join(REPO, ".cache", "bench"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    from bench import BATCH, build_assets
+
+    pattern, model_path = build_assets(args.workdir, args.images)
+    output = os.path.join(args.workdir, f"startup-{args.images}")
+    argv = ["--config", os.path.join(REPO, "configs/demo.yaml"),
+            "--set", f"source.pattern={pattern}", "--set", f"model.path={model_path}",
+            "--set", "source.box_key=null", "--set", f"explain.batch_size={BATCH}",
+            "--set", "sanity.enabled=false", "--output", output,
+            *[x for o in args.overrides for x in ("--set", o)]]
+    start = time.time()
+    env = dict(os.environ, STARTUP_PROFILE_SPAWNED=repr(start))
+    done = subprocess.run([sys.executable, __file__, "--child", *argv], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    wall = time.time() - start
+    lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
+    if done.returncode or not lines:
+        sys.stderr.write(done.stderr[-3000:])
+        sys.exit(f"the run failed (exit code {done.returncode})")
+    found = json.loads(lines[-1][len(MARK):])
+    parts = [tuple(part) for part in found["parts"]]
+    end = max(stop for _, _, stop in parts)
+    parts.append(("interpreter exit", end, wall))
+    stages = found["stages"]
+    slow = [stage for stage in stages if stage[2] - stage[1] >= 0.3]
+    quick = [stage for stage in stages if stage[2] - stage[1] < 0.3]
+    for name, begin, stop in slow:
+        parts.append((f"  stage {name}", begin, stop))
+    if quick:
+        parts.append((f"  {len(quick)} other stages (sum)", quick[0][1],
+                      quick[0][1] + sum(stop - begin for _, begin, stop in quick)))
+    print(f"{args.images} images, wall {wall:.2f} s (one run)")
+    for label, begin, stop in sorted(parts, key=lambda part: part[1]):
+        print(f"{begin:7.2f} s  {stop - begin:6.2f} s  {label}")
+    print(json.dumps({"images": args.images, "wall_seconds": round(wall, 2),
+                      "parts": {label.strip(): round(stop - begin, 2)
+                                for label, begin, stop in parts}}))
+
+
+if __name__ == "__main__":
+    main()
