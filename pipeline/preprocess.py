@@ -114,6 +114,18 @@ def scale_pixels(image, scaling):
     raise ValueError(f"unknown scaling '{scaling}'")
 
 
+def model_input_from_display(displays, channels, scaling):
+    """uint8 ``(..., H, W, 3)`` display images -> float32 ``(..., H, W, channels)`` model inputs.
+
+    The display image is the input's pixels rounded to uint8, before scaling (a gray input
+    repeated to 3 channels), so this equals the prepared input for 8-bit images already at the
+    model's size and channels, and is within half a grey level of it otherwise (resized,
+    converted to gray, or float sources).
+    """
+    pixels = np.asarray(displays)[..., :channels].astype(np.float32)
+    return scale_pixels(pixels, scaling).astype(np.float32)
+
+
 def preprocess_image(image, input_shape, preprocess):
     """Decoded image (numpy, or the uint8 ``tf.Tensor`` of ``decode_pixels``) -> float32 model
     input ``input_shape`` = ``(H, W, C)``.

@@ -43,16 +43,19 @@ def flip_rate(predict, images, original, region, fill):
     return float(np.mean(changed))
 
 
-def analyse_class(class_index, sampled, imaged, predict, settings):
+def analyse_class(class_index, sampled, imaged, predict, settings, to_input=None):
     """Clusters one class's sample and tests each cluster's region by occlusion.
 
     Args:
         class_index: the explained class.
         sampled: ``[(sample key, example_id, small map (m, m) float32, predicted int)]``.
-        imaged: ``[(sample key, example_id, float16 or float32 (H, W, C) model input)]``,
-            the (smaller) sample whose images are kept; members are occluded in key order.
+        imaged: ``[(sample key, example_id, image)]``, the (smaller) sample whose images are
+            kept; members are occluded in key order.
         predict: ``images float32 (N, H, W, C) -> int (N,)`` predicted classes.
         settings: the FindingsConfig.
+        to_input: ``images (n, ...) -> float32 (n, H, W, C)`` model inputs, applied to one
+            cluster's images at a time (e.g. from uint8 display images); None: the images are
+            the model inputs already.
 
     Returns:
         ClassFindings.
@@ -75,6 +78,8 @@ def analyse_class(class_index, sampled, imaged, predict, settings):
         members = [item for item in imaged if label_of[item[1]] == cluster]
         members = members[:settings.occlusion_samples]
         images = np.stack([item[2] for item in members]) if members else np.zeros((0,))
+        if members and to_input is not None:
+            images = to_input(images)
         original = np.array([predicted[item[1]] for item in members], np.int64)
         clusters.append({
             "mean_map": mean_map, "region": region, "control_region": control,

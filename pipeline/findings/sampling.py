@@ -4,7 +4,9 @@
 ``(ids, targets, correct, small maps)`` tuple (what the assignment pass needs) and, per row
 that may still belong to its class's sample, ``(class, SampleRow)``. ``ClassSampleFn``
 combines those rows into the sample: the ``sample_per_class`` smallest ``sample_key``s of a
-class keep their small map, the ``image_sample_per_class`` smallest also their model input.
+class keep their small map, the ``image_sample_per_class`` smallest also their image (the
+uint8 display image the model input is scaled from: a third of float32's bytes, half of
+float16's; ``preprocess.model_input_from_display`` rebuilds the input).
 
 Only rows that enter a bounded per-DoFn-instance sample are emitted (an example outside an
 instance's own smallest keys cannot be in the class's), and only those that enter its image
@@ -67,8 +69,8 @@ class SmallestKeys:
 
 class FindingsTapDoFn(beam.DoFn):
     """ExplainedBatch -> main: ``(ids, targets, correct, small maps)`` per batch; ``sample``:
-    ``(class, (sample key, example_id, small map float32 (m, m), predicted int, model input
-    float16 (H, W, C) or None))`` for the rows that may belong to the class's sample."""
+    ``(class, (sample key, example_id, small map float32 (m, m), predicted int, display image
+    uint8 (H, W, 3) or None))`` for the rows that may belong to the class's sample."""
 
     def __init__(self, config):
         self._config = config
@@ -94,9 +96,7 @@ class FindingsTapDoFn(beam.DoFn):
                 continue
             image = None
             if self._kept(self._images_kept, target, settings.image_sample_per_class).offer(key):
-                # float16 halves what crosses the shuffle; its rounding (below 1/4000 of
-                # the value) is finer than the 8-bit sources the inputs come from
-                image = np.asarray(explained.examples[index].image, np.float16)
+                image = explained.examples[index].display
             yield beam.pvalue.TaggedOutput(SAMPLE, (target, (key, example_id, small, int(guess),
                                                              image)))
 
@@ -111,7 +111,7 @@ class ClassSampleFn(beam.CombineFn):
     """SampleRows of one class -> ``(sampled, imaged)``: ``sampled`` the
     ``sample_per_class`` smallest-key rows as ``(key, example_id, small map, predicted)``,
     ``imaged`` the ``image_sample_per_class`` smallest-key rows that carry an image, as
-    ``(key, example_id, model input)``. The accumulator is ``(map rows, image rows)``, each
+    ``(key, example_id, uint8 display image)``. The accumulator is ``(map rows, image rows)``, each
     trimmed to its bound whenever it outgrows it by an eighth."""
 
     def __init__(self, sample_per_class, image_sample_per_class):

@@ -2,8 +2,8 @@
 rows, plus a manifest summary per class.
 
 Memory: per class, ``sampling.ClassSampleFn`` keeps ``findings.sample_per_class`` small maps
-(``m*m*4`` bytes each) and ``findings.image_sample_per_class`` model inputs (float16,
-``H*W*C*2`` bytes each), the smallest by example-id hash; the clustering and the occlusion
+(``m*m*4`` bytes each) and ``findings.image_sample_per_class`` display images (uint8,
+``H*W*3`` bytes each), the smallest by example-id hash; the clustering and the occlusion
 test run fused with that combine's merge, and the assignment pass reads the clustered samples
 as a side input.
 Nothing held depends on the number of examples, except that a runner without a shuffle service
@@ -30,13 +30,16 @@ class AnalyseClassDoFn(beam.DoFn):
 
     def process(self, grouped):
         from pipeline import explainers
+        from pipeline.preprocess import model_input_from_display
 
         class_index, (sampled, imaged) = grouped
         if not sampled:
             return
         explainer = explainers.shared_explainer(self._config)
-        yield analysis.analyse_class(class_index, sampled, imaged, explainer.predict,
-                                     self._config.findings)
+        channels, scaling = explainer.input_shape[-1], self._config.preprocess.scaling
+        yield analysis.analyse_class(
+            class_index, sampled, imaged, explainer.predict, self._config.findings,
+            to_input=lambda displays: model_input_from_display(displays, channels, scaling))
 
 
 class AssignDoFn(beam.DoFn):

@@ -68,7 +68,9 @@ def test_class_sample_holds_the_smallest_hashes_of_each_class(chunks):
 def _explained(ids, classes, rng):
     """A stand-in ExplainedBatch: finite maps, the class as target and prediction."""
     examples = [types.SimpleNamespace(example_id=i, label=c, image=rng.random(IMAGE_SHAPE)
-                                      .astype(np.float32)) for i, c in zip(ids, classes)]
+                                      .astype(np.float32),
+                                      display=rng.integers(0, 256, IMAGE_SHAPE, np.uint8))
+                for i, c in zip(ids, classes)]
     count = len(ids)
     explanation = types.SimpleNamespace(
         maps=rng.random((count, 8, 8)).astype(np.float32), target_scores=np.ones(count),
@@ -107,6 +109,6 @@ def test_the_taps_prefilters_keep_every_member_of_the_sample_and_drop_most_image
         sampled, imaged = _combine(combine, [row for c, row in tapped if c == target], 3, rng)
         assert [row[1] for row in sampled] == sample_ids
         assert [row[1] for row in imaged] == image_ids
-        assert all(row[2].dtype == np.float16 for row in imaged)
+        assert all(row[2].dtype == np.uint8 and row[2].shape == IMAGE_SHAPE for row in imaged)
     emitted_images = sum(row[4] is not None for _, row in tapped)
     assert emitted_images < 0.15 * len(ids), emitted_images

@@ -131,3 +131,32 @@ def test_a_decoded_tensor_is_preprocessed_like_its_array(input_shape):
     for tensor_part, array_part in zip(from_tensor, from_array, strict=True):
         assert isinstance(tensor_part, np.ndarray)
         np.testing.assert_array_equal(tensor_part, array_part)
+
+
+@pytest.mark.parametrize("scaling", ["unit", "symmetric", "imagenet", "caffe"])
+@pytest.mark.parametrize("source_shape,channels", [((20, 30, 3), 3), ((20, 30, 1), 1)])
+def test_model_input_from_display_rebuilds_an_unresized_8_bit_input(scaling, source_shape,
+                                                                     channels):
+    """8-bit images already at the model's size: the findings sample keeps only the display
+    image, and the occlusion test's model input rebuilt from it is the prepared one."""
+    if scaling == "caffe" and channels == 1:
+        pytest.skip("caffe scaling needs 3 channels")
+    image = np.random.default_rng(4).integers(0, 256, source_shape, np.uint8)
+    config = PreprocessConfig(scaling=scaling)
+    inputs, displays = zip(*(preprocess.preprocess_with_display(image, (20, 30, channels),
+                                                                config) for _ in range(2)))
+    rebuilt = preprocess.model_input_from_display(np.stack(displays), channels, scaling)
+    np.testing.assert_array_equal(rebuilt, np.stack(inputs))
+
+
+@pytest.mark.parametrize("image,channels", [
+    (np.random.default_rng(5).random((12, 16, 3)).astype(np.float32), 3),  # float source
+    (np.random.default_rng(6).integers(0, 256, (12, 16, 3), np.uint8), 3),  # resized
+    (np.random.default_rng(7).integers(0, 256, (20, 30, 3), np.uint8), 1),  # RGB -> gray
+])
+def test_model_input_from_display_is_within_half_a_grey_level_otherwise(image, channels):
+    inputs, display = preprocess.preprocess_with_display(image, (20, 30, channels),
+                                                         PreprocessConfig(scaling="unit"))
+    rebuilt = preprocess.model_input_from_display(display, channels, "unit")
+    assert rebuilt.shape == inputs.shape
+    assert np.abs(rebuilt - inputs).max() <= 0.5 / 255 + 1e-6
