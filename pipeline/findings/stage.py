@@ -7,7 +7,9 @@ Memory: per class, ``sampling.ClassSampleFn`` keeps ``findings.sample_per_class`
 test run fused with that combine's merge, and the assignment pass reads the clustered samples
 as a side input.
 Nothing held depends on the number of examples, except that a runner without a shuffle service
-(FnApiRunner) buffers the small maps that wait for that side input (``m*m*4`` bytes each)."""
+(FnApiRunner) buffers the small maps that wait for that side input (``m*m*4`` bytes each) and
+the rows the taps emit before the combine, which grow like ``b * (1 + ln(n / b))`` per tap
+for a bound ``b`` and ``n`` examples of a class (see ``sampling``)."""
 
 import apache_beam as beam
 import numpy as np
