@@ -259,7 +259,7 @@ class GuidedBackprop:
 
     def predict(self, images):
         """The predicted classes from a forward pass alone: what
-        ``explain_with_outputs(images).predicted`` gives, at about a third of its cost.
+        ``explain_with_outputs(images).predicted`` gives, without the backward pass.
 
         Args:
             images: float ``(N, H, W, C)`` already preprocessed for the model; any N.

@@ -132,10 +132,11 @@ def compare(reference, reduced):
 
 def float32_explainer(config):
     """The run's explainer, built in float32 from a fresh load of the model."""
+    from gbp_ops.precision import PRECISION_FLOAT32
     from pipeline import explainers
 
     float32 = dataclasses.replace(
-        config, explain=dataclasses.replace(config.explain, precision="float32"))
+        config, explain=dataclasses.replace(config.explain, precision=PRECISION_FLOAT32))
     return explainers.explainer_for_model(float32, explainers.load_configured_model(config))
 
 

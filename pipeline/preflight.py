@@ -84,7 +84,9 @@ def _check_output(path):
 def _check_fidelity(config, explainer):
     """None for float32; else the measured fidelity (``pipeline.fidelity.measure``), which
     must reach ``explain.min_fidelity``."""
-    if config.explain.precision == "float32":
+    from gbp_ops.precision import PRECISION_FLOAT32
+
+    if config.explain.precision == PRECISION_FLOAT32:
         return None
     from pipeline import fidelity
 
