@@ -124,7 +124,6 @@ class GuidedBackprop:
         self.batch_size = int(batch_size)
         self.num_steps = 0
         self.num_traces = 0
-        self._forward = None  # the forward-only step of ``predict``, traced on first use
 
     def _set_input_shape(self, dims):
         """Keeps the model input ``(H, W, C)``; raises GBPError unless all three are fixed."""
@@ -148,14 +147,26 @@ class GuidedBackprop:
         self._step = tf.function(self._step_fn, input_signature=signature) if compile else (
             self._step_fn
         )
+        # ``predict``'s forward-only step, traced on first use (or ``trace``) for any batch
+        # size: occlusion predicts a few images per cluster, and padding each call to
+        # ``batch_size`` would spend most of the forward passes on padding.
+        self._forward = (tf.function(self._predict_fn, input_signature=[
+            tf.TensorSpec((None, *self.input_shape), tf.float32)]) if compile else
+            self._predict_fn)
         self._compile = compile
 
-    def trace(self):
+    def trace(self, forward=False):
         """Traces the compiled batch step now, without running it, so a first batch does not
         wait for the trace (a launcher can do it while it builds its pipeline). Thread-safe; the
-        step is still traced once; nothing to do for an eager explainer."""
+        step is still traced once; nothing to do for an eager explainer.
+
+        Args:
+            forward: also trace ``predict``'s forward-only step (used by findings' occlusion).
+        """
         if self._compile:
             self._step.get_concrete_function()
+            if forward:
+                self._forward.get_concrete_function()
 
     def _build_method(self, model, strip_final_activation, allow_unguided):
         """Hook for methods that need more than the rewritten model (run before tracing)."""
@@ -268,17 +279,12 @@ class GuidedBackprop:
             int64 ``(N,)``.
         """
         images = self._check_images(images)
-        if self._forward is None:
-            spec = [tf.TensorSpec((self.batch_size, *self.input_shape), tf.float32)]
-            self._forward = (tf.function(self._predict_fn, input_signature=spec)
-                             if self._compile else self._predict_fn)
         chunks = [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
-        predicted = [np.asarray(self._forward(tf.constant(_pad_rows(chunk, self.batch_size))))
-                     [:len(chunk)] for chunk in chunks]
+        predicted = [np.asarray(self._forward(tf.constant(chunk, tf.float32))) for chunk in chunks]
         return np.concatenate(predicted).astype(np.int64) if predicted else np.zeros(0, np.int64)
 
     def _predict_fn(self, images):
-        targets = tf.fill([self.batch_size], tf.constant(TARGET_PREDICTED, tf.int32))
+        targets = tf.fill(tf.shape(images)[:1], tf.constant(TARGET_PREDICTED, tf.int32))
         return self._target_scores(self._scorer(images, training=False), targets)[1]
 
     def _probabilities(self, scores):

@@ -115,9 +115,9 @@ def run(argv=None):
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(config.explain.worker_intra_op_threads)
     options = beam_options(beam_args)
     if _explains_in_this_process(options):
-        from pipeline import explainers
+        from pipeline import warmup
 
-        explainers.trace_in_background(config)
+        warmup.start_in_background(config)
     reporter, progress_dir = _local_progress(config, options)
     try:
         with beam.Pipeline(options=options) as p:
@@ -182,22 +182,30 @@ def summary(manifest):
     return "\n".join(lines)
 
 
-def _import_run_modules(quiet, freeze):
+def _import_run_modules(quiet, one_audit):
     """Imports TensorFlow (quietly unless ``--verbose``), Beam and the launcher's modules with
     the cyclic garbage collector off: loading them creates about a million objects, and every
     collection while they load walks all of them (a second or two of a local run's start-up).
 
     Args:
         quiet: keep TensorFlow's C++ start-up lines and library log chatter off the terminal.
-        freeze: move everything imported to the collector's permanent generation
-            (``gc.freeze``), so later collections in this process skip it; only for a process
-            that runs one audit (the console command), not for callers that live on.
+        one_audit: this process runs one audit and exits (the console command), not a caller
+            that lives on: TensorFlow loads without the libraries Keras would load for
+            features a run does not use (``warmup.optional_libraries_deferred``), and
+            everything imported moves to the collector's permanent generation
+            (``gc.freeze``), so later collections in this process skip it.
     """
-    with _collector_paused(freeze):
-        if quiet:
-            from pipeline import quiet as quiet_logs
+    from pipeline import quiet as quiet_logs
+    from pipeline import warmup
 
-            quiet_logs.import_tensorflow_quietly()
+    deferred = warmup.optional_libraries_deferred() if one_audit else contextlib.nullcontext()
+    with _collector_paused(one_audit):
+        with deferred:
+            if quiet:
+                quiet_logs.import_tensorflow_quietly()
+            else:
+                import tensorflow  # noqa: F401
+        if quiet:
             quiet_logs.quiet_loggers()
         import apache_beam  # noqa: F401
 
@@ -220,16 +228,16 @@ def _collector_paused(freeze=False):
             gc.enable()
 
 
-def main(argv=None, freeze_imports=False):
+def main(argv=None, one_audit=False):
     """Entry point; returns the process exit code.
 
-    ``freeze_imports``: see ``_import_run_modules`` (True only from ``console_main``)."""
+    ``one_audit``: see ``_import_run_modules`` (True only from ``console_main``)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     if any(flag in argv for flag in ("--version", "-h", "--help")):
         parse_args(argv)  # prints and exits before anything heavy is imported
-    _import_run_modules(quiet="--verbose" not in argv, freeze=freeze_imports)
+    _import_run_modules(quiet="--verbose" not in argv, one_audit=one_audit)
     from gbp_ops import GBPError
     from pipeline.config import ConfigError
     from pipeline.preflight import PreflightError
@@ -262,6 +270,6 @@ def console_main():
     collection at shutdown would otherwise walk TensorFlow's and Keras' objects once more (about
     2 s), only to free memory the process is about to return anyway. Exit handlers still run.
     """
-    code = main(freeze_imports=True)
+    code = main(one_audit=True)
     gc.freeze()
     sys.exit(code)

@@ -92,21 +92,3 @@ def shared_explainer(config):
             _SHARED.clear()
             _SHARED[key] = build_explainer(config)
         return _SHARED[key]
-
-
-def trace_in_background(config):
-    """Traces the shared explainer's batch step (``GuidedBackprop.trace``) in a daemon thread,
-    so a local run's first batch finds it traced: the trace (about a second) overlaps the
-    launcher building and starting the pipeline. A failure is left for the first batch to
-    raise. Returns the started thread."""
-    explainer = shared_explainer(config)
-
-    def trace():
-        try:
-            explainer.trace()
-        except Exception as error:  # the first batch traces again and reports it
-            logging.info("gbp-audit: tracing ahead failed (%s)", error)
-
-    thread = threading.Thread(target=trace, name="gbp-audit-trace", daemon=True)
-    thread.start()
-    return thread

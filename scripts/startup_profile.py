@@ -101,7 +101,7 @@ def _child(argv):
     cli._import_run_modules = import_run_modules
     parts.append(("process start (interpreter, launcher module)", 0.0, now()))
     sys.argv = ["pipeline", *argv]
-    code = cli.main(freeze_imports=True)
+    code = cli.main(one_audit=True)
     stages_end = max(stop for label, _, stop in parts if label == "Beam: run all stages")
     parts.append(("after the job: manifest read, report.html (imports + figures), summary",
                   stages_end, now()))
