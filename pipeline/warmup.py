@@ -7,16 +7,20 @@ Two parts of a local run's fixed cost need not wait in line:
   each inside ``try/except ImportError``: about 2.5 s of a 7 s TensorFlow import on a 2-core
   host. ``optional_libraries_deferred`` refuses them while TensorFlow loads, so Keras records
   them as absent (only those plotting helpers and wrappers would notice); they import
-  normally afterwards, when findings or the report ask for them.
-- **Tracing and the libraries the last stages need.** ``start_in_background`` traces the GBP
-  step while the launcher builds the pipeline (the first batch finds it ready), then, while
-  the first batches compute (TensorFlow's kernels release the GIL), traces the forward step
-  findings' occlusion predicts with and imports scikit-learn, scipy and matplotlib for the
-  findings stage and the report.
+  normally afterwards, when findings (scikit-learn, scipy) or the report (matplotlib's
+  ``Figure``, not pyplot) ask for them. What a run saves is what it never loads: pyplot
+  always, and the rest with findings or the report off.
+- **Tracing.** ``start_in_background`` traces the GBP step while the launcher builds the
+  pipeline, so the first batch finds it ready, and then the forward step findings' occlusion
+  predicts with.
+
+The deferred libraries are not loaded ahead in the background: the import is Python holding
+the GIL, and a local run's CPU is busy throughout (the two bundle threads' compiled steps use
+every core; the launcher's own work holds the GIL), so a 500-image run only moved the same
+seconds from the findings stage and the report into the data stage.
 """
 
 import contextlib
-import importlib
 import importlib.abc
 import logging
 import sys
@@ -25,11 +29,6 @@ import threading
 # Top-level packages Keras imports only for features a run does not use (checked by
 # tests/pipeline/test_warmup.py against the pinned Keras).
 KERAS_OPTIONAL_PACKAGES = ("matplotlib", "sklearn", "scipy")
-# What the findings stage (pipeline.findings.clustering, .assignment, .regions) imports.
-FINDINGS_MODULES = ("scipy.linalg", "scipy.ndimage", "scipy.sparse.csgraph",
-                    "scipy.sparse.linalg", "sklearn.cluster", "sklearn.neighbors")
-# What the launcher's report imports (matplotlib figures, pandas and pyarrow.dataset).
-REPORT_MODULES = ("pipeline.report",)
 
 
 class _RefuseImports(importlib.abc.MetaPathFinder):
@@ -59,28 +58,18 @@ def optional_libraries_deferred(packages=KERAS_OPTIONAL_PACKAGES):
 
 def start_in_background(config):
     """Starts a daemon thread that traces the shared explainer's batch step, then (findings
-    on) its forward-only step, then imports the modules the findings stage and the report
-    load (``FINDINGS_MODULES``, ``REPORT_MODULES``) as the config enables them. A failure is
-    logged and left for the stage that needs the step or module to raise. Returns the thread.
-    """
+    on) its forward-only step. A failure is logged and left for the first batch (or the
+    occlusion) to raise. Returns the thread."""
     from pipeline import explainers
 
     explainer = explainers.shared_explainer(config)
-    findings = config.findings.enabled
-    modules = (FINDINGS_MODULES if findings else ()) + (
-        REPORT_MODULES if config.output.report else ())
 
-    def work():
+    def trace():
         try:
-            explainer.trace(forward=findings)
+            explainer.trace(forward=config.findings.enabled)
         except Exception as error:  # the first batch traces again and reports it
             logging.info("gbp-audit: tracing ahead failed (%s)", error)
-        for name in modules:
-            try:
-                importlib.import_module(name)
-            except Exception as error:  # imported again, and reported, where it is used
-                logging.info("gbp-audit: loading %s ahead failed (%s)", name, error)
 
-    thread = threading.Thread(target=work, name="gbp-audit-warmup", daemon=True)
+    thread = threading.Thread(target=trace, name="gbp-audit-trace", daemon=True)
     thread.start()
     return thread

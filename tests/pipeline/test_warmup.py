@@ -1,6 +1,5 @@
 """The launcher's start-up work off the critical path: TensorFlow loaded without Keras'
-optional libraries gives the same maps, and the background warm-up traces and loads what the
-run will need."""
+optional libraries gives the same maps, and the background trace covers both steps."""
 
 import json
 import subprocess
@@ -65,21 +64,19 @@ def test_deferral_ends_with_the_block_and_spares_loaded_packages():
     assert not any(isinstance(finder, warmup._RefuseImports) for finder in sys.meta_path)
 
 
-def test_background_warmup_traces_both_steps_and_loads_the_findings_libraries(tmp_path):
+def test_background_trace_covers_both_steps_once(tmp_path):
     model_path = str(tmp_path / "model.keras")
     helpers.small_model(model_path)
     config = config_module.config_from_dict({
         "source": {"pattern": "unused"}, "model": {"path": model_path},
-        "output": {"path": str(tmp_path / "out"), "report": True},
-        "findings": {"enabled": True}, "explain": {"batch_size": 4}})
-    missing = [name for name in warmup.FINDINGS_MODULES + warmup.REPORT_MODULES
-               if name not in sys.modules]
+        "output": {"path": str(tmp_path / "out")}, "findings": {"enabled": True},
+        "explain": {"batch_size": 4}})
     warmup.start_in_background(config).join()
     explainer = explainers.shared_explainer(config)
     assert explainer.num_traces == 1
     assert explainer._forward.experimental_get_tracing_count() == 1
     images = np.random.default_rng(0).uniform(size=(5, *explainer.input_shape))
+    explainer.explain(images.astype(np.float32))
     explainer.predict(images.astype(np.float32))
-    assert explainer._forward.experimental_get_tracing_count() == 1  # traced ahead, once
-    assert explainer.num_traces == 1
-    assert [name for name in missing if name not in sys.modules] == []
+    assert explainer.num_traces == 1  # the batches found both steps traced
+    assert explainer._forward.experimental_get_tracing_count() == 1
