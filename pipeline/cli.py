@@ -98,11 +98,15 @@ def load_run_config(args):
     return load_config(args.config, overrides)
 
 
-def run(argv=None):
-    """Runs an audit; returns the manifest dict (raises on errors)."""
+def run(argv=None, launched=None):
+    """Runs an audit; returns the manifest dict (raises on errors), plus, not in
+    ``manifest.json``, ``report`` (its path) and, when the runner reports metrics, ``timing``
+    (``timing_fields``) counted from ``launched`` (unix seconds; default: now).
+    """
+    launched = time.time() if launched is None else launched
     import apache_beam as beam
 
-    from pipeline import manifest
+    from pipeline import manifest, model_handler
     from pipeline.build import build_pipeline
     from pipeline.preflight import preflight
 
@@ -122,6 +126,7 @@ def run(argv=None):
     try:
         with beam.Pipeline(options=options) as p:
             build_pipeline(p, plan, start_time=start, progress_dir=progress_dir)
+        window = model_handler.batch_window(p.result)
     finally:
         if reporter is not None:
             reporter.stop()
@@ -134,7 +139,25 @@ def run(argv=None):
 
         published["report"] = write_report(config.output.path,
                                            top_n=config.output.report_top_n)
+    if published and window:
+        published["timing"] = timing_fields(window, launched, time.time())
     return published or None
+
+
+def timing_fields(window, launched, finished):
+    """Where a run's wall time went around its batches (seconds, 0.1 s resolution): from the
+    launcher's start to the first batch step, the batch steps' span, and from the last step to
+    the end (findings, small tables, publishing, the report).
+
+    Args:
+        window: ``(first batch started, last batch finished)``, unix seconds
+            (``model_handler.batch_window``).
+        launched, finished: unix seconds of the launcher's start and of the end.
+    """
+    first, last = window
+    return {"before_first_batch_seconds": round(first - launched, 1),
+            "batch_seconds": round(last - first, 1),
+            "after_last_batch_seconds": round(finished - last, 1)}
 
 
 def _explains_in_this_process(options):
@@ -179,6 +202,12 @@ def summary(manifest):
         lines.append("gbp-audit: WARNING counts do not reconcile: input != saliency + errors")
     if manifest.get("report"):
         lines.append(f"gbp-audit: report: {manifest['report']}")
+    timing = manifest.get("timing")
+    if timing:
+        lines.append(f"gbp-audit: {timing['before_first_batch_seconds']:.1f} s before the first "
+                     f"batch, {timing['batch_seconds']:.1f} s of batches, "
+                     f"{timing['after_last_batch_seconds']:.1f} s after the last (findings, "
+                     "tables, report)")
     return "\n".join(lines)
 
 
@@ -232,6 +261,7 @@ def main(argv=None, one_audit=False):
     """Entry point; returns the process exit code.
 
     ``one_audit``: see ``_import_run_modules`` (True only from ``console_main``)."""
+    launched = time.time()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -243,7 +273,7 @@ def main(argv=None, one_audit=False):
     from pipeline.preflight import PreflightError
 
     try:
-        manifest = run(argv)
+        manifest = run(argv, launched=launched)
     except (ConfigError, PreflightError, GBPError) as error:
         if debug:
             raise

@@ -2,6 +2,7 @@
 
 import logging
 import threading
+import time
 import uuid
 
 import apache_beam as beam
@@ -15,6 +16,10 @@ from pipeline.records import STAGE_EXPLAIN, DeadLetter
 # have several bundle threads sharing one explainer, hence the lock.
 _COUNTED_EXPLAINERS = set()
 _COUNTED_LOCK = threading.Lock()
+# Beam distributions of each batch step's start and end (unix time in ms): their min and max
+# give the run's batch window (``batch_window``).
+BATCH_STARTED_MS = "batch_started_unix_ms"
+BATCH_FINISHED_MS = "batch_finished_unix_ms"
 
 
 class ExplainedBatch:
@@ -61,15 +66,49 @@ class GuidedBackpropModelHandler(ModelHandler):
         if first_use:
             beam.metrics.Metrics.counter("gbp_audit", "models_built").inc()
         beam.metrics.Metrics.counter("gbp_audit", "batches_explained").inc()
-        examples = list(batch)
+        beam.metrics.Metrics.distribution("gbp_audit", BATCH_STARTED_MS).update(
+            int(time.time() * 1000))
+        try:
+            return [self._explain_batch(list(batch), model)]
+        finally:
+            beam.metrics.Metrics.distribution("gbp_audit", BATCH_FINISHED_MS).update(
+                int(time.time() * 1000))
+
+    def _explain_batch(self, examples, model):
         smoothgrad = self._config.explain.smoothgrad_samples > 0
         try:
-            explanation = _explain(model, examples, smoothgrad)
-            return [ExplainedBatch(examples, explanation, [])]
+            return ExplainedBatch(examples, _explain(model, examples, smoothgrad), [])
         except Exception as error:  # one bad element must not fail its whole batch
             logging.warning("gbp-audit: batch failed (%s); explaining its examples one by one",
                             error)
-        return [_explain_one_by_one(model, examples, smoothgrad)]
+        return _explain_one_by_one(model, examples, smoothgrad)
+
+
+def batch_window(result):
+    """When the run's batch steps ran, from a finished run's committed metrics.
+
+    Args:
+        result: a Beam ``PipelineResult`` whose metrics can be queried (a finished run).
+
+    Returns:
+        ``(first started, last finished)``, unix seconds as floats, or None when no batch ran
+        or the runner gives no committed distributions.
+    """
+    from apache_beam.metrics.metric import MetricsFilter
+
+    def committed(name):
+        query = MetricsFilter().with_namespace("gbp_audit").with_name(name)
+        return [entry.committed for entry in result.metrics().query(query)["distributions"]
+                if entry.committed is not None and entry.committed.count]
+
+    try:
+        starts, ends = committed(BATCH_STARTED_MS), committed(BATCH_FINISHED_MS)
+    except Exception:  # noqa: BLE001 - a runner without metrics: no window, not an error
+        return None
+    if not starts or not ends:
+        return None
+    return (min(found.min for found in starts) / 1000.0,
+            max(found.max for found in ends) / 1000.0)
 
 
 def _explain(model, examples, smoothgrad=False):

@@ -11,6 +11,10 @@ Measured in one invocation, on the reference model (demo/reference_model.py) at 
                throughput (9N / time difference: start-up excluded), and peak RSS of the run's
                process tree at N and 10xN (findings on, the default); the 10xN run again with
                findings.enabled=false gives findings_share_10n, the share of the run they add;
+               start-up is given twice: startup_seconds estimates it from the two runs (the N
+               run's wall minus N times the incremental cost), and outside_batches_seconds_n/10n
+               measure it: each run's wall minus the span of its batch steps (the launcher's
+               timing line), that is start-up up to the first batch plus the final stages;
   3. naive:    the recipe from the question's answers (swap layer.activation for a
                tf.custom_gradient ReLU, eager GradientTape).
   2b. bf16:    the 10xN pipeline run again with explain.precision=mixed_bfloat16: images/s, its
@@ -34,6 +38,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -45,6 +50,9 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 SIZE, BATCH = 128, 32
+# The launcher's timing line (pipeline.cli.summary).
+TIMING_LINE = re.compile(r"([\d.]+) s before the first batch, ([\d.]+) s of batches, "
+                         r"([\d.]+) s after the last")
 LARGE_HEIGHT, LARGE_WIDTH, LARGE_SIDE = 1500, 2000, 224
 LARGE_WIDTH_DIVISOR = 2  # half-width reference model: 224-px GBP stays affordable on 2 cores
 LARGE_SHARDS = 4
@@ -130,7 +138,8 @@ def run_pipeline(pattern, model_path, output, *overrides, beam_args=(), worker_t
     """Runs `python -m pipeline` in a subprocess.
 
     Returns:
-        (wall seconds, peak RSS bytes of the process tree, manifest dict).
+        (wall seconds, peak RSS bytes of the process tree, manifest dict); the manifest gets
+        ``timing`` from the launcher's summary line when it printed one (``cli.summary``).
     """
     argv = [sys.executable, "-m", "pipeline", "--config", os.path.join(REPO, "configs/demo.yaml"),
             "--set", f"source.pattern={pattern}", "--set", f"model.path={model_path}",
@@ -153,14 +162,26 @@ def run_pipeline(pattern, model_path, output, *overrides, beam_args=(), worker_t
 
     watcher = threading.Thread(target=poll)
     watcher.start()
-    _, err = process.communicate()
+    out, err = process.communicate()
     watcher.join()
     seconds = time.perf_counter() - start
     if process.returncode:
         raise RuntimeError(f"pipeline failed (exit code {process.returncode}): "
                            f"{err.decode()[-2000:]}")
     with open(os.path.join(output, "manifest.json")) as handle:
-        return seconds, peak[0], json.load(handle)
+        manifest = json.load(handle)
+    timing = TIMING_LINE.search(out.decode())
+    if timing:
+        manifest["timing"] = dict(zip(("before_first_batch_seconds", "batch_seconds",
+                                       "after_last_batch_seconds"), map(float, timing.groups())))
+    return seconds, peak[0], manifest
+
+
+def outside_batches(seconds, manifest):
+    """Wall seconds of a run outside its batch steps' span (interpreter, imports, model,
+    graph, final stages, report, exit), or NaN without the launcher's timing line."""
+    timing = manifest.get("timing")
+    return seconds - timing["batch_seconds"] if timing else float("nan")
 
 
 def bytes_per_example(output, rows):
@@ -364,8 +385,8 @@ def small_image_bench(args, run_options):
     kernel_before = kernel_throughput(model, images)
     naive_before = naive_throughput(model, images[:320])
     results = {}
-    seconds_n, rss_n, _ = run_pipeline(small, model_path, os.path.join(args.workdir, "out-n"),
-                                       **run_options)
+    seconds_n, rss_n, manifest_n = run_pipeline(
+        small, model_path, os.path.join(args.workdir, "out-n"), **run_options)
     out = os.path.join(args.workdir, "out-10n")
     seconds_10n, rss_10n, manifest = run_pipeline(large, model_path, out, **run_options)
     rows = manifest["counts"]["saliency_rows"]
@@ -375,6 +396,9 @@ def small_image_bench(args, run_options):
         # the cost of each extra image, start-up (imports, model build, report) excluded
         pipeline_incremental_images_per_s=9 * args.images / (seconds_10n - seconds_n),
         startup_seconds=seconds_n - args.images * (seconds_10n - seconds_n) / (9 * args.images),
+        # measured directly: the wall outside the span of the batch steps, N and 10xN runs
+        outside_batches_seconds_n=outside_batches(seconds_n, manifest_n),
+        outside_batches_seconds_10n=outside_batches(seconds_10n, manifest),
         rss_n_mb=rss_n / 2 ** 20, rss_10n_mb=rss_10n / 2 ** 20, rss_10n_over_n=rss_10n / rss_n,
         bytes_per_example_float16=bytes_per_example(out, rows))
     # the same 10xN run without findings: the share of the run that findings add

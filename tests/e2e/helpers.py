@@ -25,6 +25,22 @@ def small_model(path, seed=0):
     return model
 
 
+def shapes_inputs(root, count, seed, num_shards, model_seed=0):
+    """The usual end-to-end inputs under ``root``: ``count`` synthesized shapes
+    (``demo.assets.synthesize_shapes`` at ``IMAGE_SIZE``, ``seed``) written as ``num_shards``
+    PNG TFRecord shards in ``root/data``, and ``small_model(root/model.keras, model_seed)``.
+
+    Returns:
+        ``(arrays, shard paths, model)``: the generator's dict (``images`` uint8, ``labels``,
+        ``ids``, ...), the shards written, and the saved Keras model.
+    """
+    from demo.assets import synthesize_shapes, write_tfrecord_shards
+
+    arrays = synthesize_shapes(count, image_size=IMAGE_SIZE, seed=seed)
+    shards = write_tfrecord_shards(arrays, os.path.join(str(root), "data"), num_shards=num_shards)
+    return arrays, shards, small_model(os.path.join(str(root), "model.keras"), seed=model_seed)
+
+
 def run_demo_preset(pattern, model_path, output, *extra, beam_args=(), findings=False):
     """Runs the real demo preset, shrunk to the test's data, model and output; returns the
     manifest. Findings run only when asked for (``findings=True``)."""

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 
 import pipeline
-from demo.assets import synthesize_shapes, write_tfrecord_shards
 from gbp_ops import make_explainer, seeds_from_ids
 from tests.e2e import helpers
 
@@ -16,9 +15,8 @@ SAMPLE = 4
 
 
 def test_guided_gradcam_with_smoothgrad_end_to_end(tmp_path):
-    arrays = synthesize_shapes(NUM_EXAMPLES, image_size=helpers.IMAGE_SIZE, seed=5)
-    write_tfrecord_shards(arrays, str(tmp_path / "data"), num_shards=2)
-    model = helpers.small_model(str(tmp_path / "model.keras"), seed=4)
+    arrays, _, model = helpers.shapes_inputs(tmp_path, NUM_EXAMPLES, seed=5, num_shards=2,
+                                             model_seed=4)
     output = tmp_path / "out"
     manifest = helpers.run_demo_preset(
         str(tmp_path / "data" / "*.tfrecord"), str(tmp_path / "model.keras"), output,

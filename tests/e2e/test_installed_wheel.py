@@ -24,7 +24,6 @@ import pandas as pd
 import pytest
 from packaging.requirements import Requirement
 
-from demo.assets import synthesize_shapes, write_tfrecord_shards
 from tests.e2e import helpers
 
 NUM_EXAMPLES = 24
@@ -142,9 +141,7 @@ def test_imports_come_from_the_installed_wheel(venv, tmp_path):
 @pytest.mark.parametrize("large_model", [False, True], ids=["model-per-process",
                                                           "model-per-machine"])
 def test_cli_from_the_installed_wheel_runs_with_two_worker_processes(venv, tmp_path, large_model):
-    arrays = synthesize_shapes(NUM_EXAMPLES, image_size=helpers.IMAGE_SIZE, seed=21)
-    write_tfrecord_shards(arrays, str(tmp_path / "data"), num_shards=3)
-    helpers.small_model(str(tmp_path / "model.keras"))
+    arrays, _, _ = helpers.shapes_inputs(tmp_path, NUM_EXAMPLES, seed=21, num_shards=3)
     output = tmp_path / "out"
     workdir = tmp_path / "cwd"
     workdir.mkdir()

@@ -30,7 +30,6 @@ from apache_beam.io.filesystem import (
 from apache_beam.io.filesystems import FileSystems
 
 import pipeline
-from demo.assets import synthesize_shapes, write_tfrecord_shards
 from pipeline import sinks
 from pipeline.manifest import MANIFEST
 from tests.e2e import helpers
@@ -194,9 +193,7 @@ def remote_run(tmp_path_factory):
     """Builds local assets, copies them into mem://, runs the demo preset on mem:// paths."""
     InMemoryObjectStore.clear()
     local = tmp_path_factory.mktemp("nonlocal-assets")
-    arrays = synthesize_shapes(NUM_EXAMPLES, image_size=helpers.IMAGE_SIZE, seed=11)
-    shards = write_tfrecord_shards(arrays, str(local / "data"), num_shards=2)
-    helpers.small_model(str(local / "model.keras"))
+    arrays, shards, _ = helpers.shapes_inputs(local, NUM_EXAMPLES, seed=11, num_shards=2)
     root = f"{SCHEME}://bucket/audit-test"
     for shard in shards:
         _copy_in(shard, f"{root}/data/{os.path.basename(shard)}")

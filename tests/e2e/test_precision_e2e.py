@@ -10,7 +10,7 @@ import numpy as np
 import scipy.stats
 import tensorflow as tf
 
-from demo.assets import FEATURE_SPEC, ID_KEY, synthesize_shapes, write_tfrecord_shards
+from demo.assets import FEATURE_SPEC, ID_KEY
 from gbp_ops import GuidedBackprop, make_explainer
 from pipeline import cli
 from tests.e2e import helpers
@@ -20,9 +20,8 @@ SAMPLE = 6
 
 
 def _write_inputs(tmp_path):
-    arrays = synthesize_shapes(NUM_EXAMPLES, image_size=helpers.IMAGE_SIZE, seed=7)
-    write_tfrecord_shards(arrays, str(tmp_path / "data"), num_shards=3)
-    model = helpers.small_model(str(tmp_path / "model.keras"), seed=2)
+    arrays, _, model = helpers.shapes_inputs(tmp_path, NUM_EXAMPLES, seed=7, num_shards=3,
+                                             model_seed=2)
     return arrays, model, str(tmp_path / "data" / "*.tfrecord"), str(tmp_path / "model.keras")
 
 

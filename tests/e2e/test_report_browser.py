@@ -12,7 +12,6 @@ import subprocess
 
 import pytest
 
-from demo.assets import synthesize_shapes, write_tfrecord_shards
 from tests.e2e import helpers
 
 SECTIONS = ("Counts", "Flags", "Per-class attention", "Distributions",
@@ -55,9 +54,7 @@ class _Probe(html.parser.HTMLParser):
 @pytest.mark.skipif(_chromium() is None, reason="Debian's chromium is not installed "
                     "(.ci/run installs it)")
 def test_report_renders_in_headless_chromium(tmp_path):
-    arrays = synthesize_shapes(24, image_size=helpers.IMAGE_SIZE, seed=6)
-    write_tfrecord_shards(arrays, str(tmp_path / "data"), num_shards=2)
-    helpers.small_model(str(tmp_path / "model.keras"))
+    helpers.shapes_inputs(tmp_path, 24, seed=6, num_shards=2)
     output = tmp_path / "out"
     helpers.run_demo_preset(str(tmp_path / "data" / "*.tfrecord"), str(tmp_path / "model.keras"),
                             output, "explain.batch_size=8", "explain.target=label")

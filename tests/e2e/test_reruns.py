@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from demo.assets import synthesize_shapes, write_tfrecord_shards
 from tests.e2e import helpers
 
 TABLES = ("saliency", "stats", "errors")
@@ -20,9 +19,7 @@ TABLES = ("saliency", "stats", "errors")
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("reruns")
-    arrays = synthesize_shapes(60, image_size=helpers.IMAGE_SIZE, seed=4)
-    write_tfrecord_shards(arrays, str(root / "data"), num_shards=3)
-    helpers.small_model(str(root / "model.keras"))
+    helpers.shapes_inputs(root, 60, seed=4, num_shards=3)
     return root
 
 

@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 
 import pipeline
-from demo.assets import synthesize_shapes, write_tfrecord_shards
 from pipeline import config, sanity_stage
 from pipeline.records import PreparedExample
 from tests.e2e import helpers
@@ -16,9 +15,8 @@ LAYER = "relu4"  # an intermediate Activation layer of the small reference CNN
 
 
 def test_sanity_maps_at_depth_zero_equal_the_audits_own_maps(tmp_path):
-    arrays = synthesize_shapes(NUM_EXAMPLES, image_size=helpers.IMAGE_SIZE, seed=11)
-    write_tfrecord_shards(arrays, str(tmp_path / "data"), num_shards=2)
-    helpers.small_model(str(tmp_path / "model.keras"), seed=2)
+    arrays, _, _ = helpers.shapes_inputs(tmp_path, NUM_EXAMPLES, seed=11, num_shards=2,
+                                         model_seed=2)
     overrides = [f"source.pattern={tmp_path / 'data' / '*.tfrecord'}",
                  f"model.path={tmp_path / 'model.keras'}", f"output.path={tmp_path / 'out'}",
                  f"model.layer_name={LAYER}", "explain.target=label",

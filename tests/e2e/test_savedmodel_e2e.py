@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from demo.assets import synthesize_shapes, write_tfrecord_shards
 from pipeline import preflight
 from pipeline.config import load_config
 from tests.e2e import helpers
@@ -19,9 +18,7 @@ NUM_EXAMPLES = 12
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("savedmodel-e2e")
-    arrays = synthesize_shapes(NUM_EXAMPLES, image_size=helpers.IMAGE_SIZE, seed=5)
-    write_tfrecord_shards(arrays, str(root / "data"), num_shards=2, image_format="png")
-    model = helpers.small_model(str(root / "model.keras"))
+    arrays, _, model = helpers.shapes_inputs(root, NUM_EXAMPLES, seed=5, num_shards=2)
     model.export(str(root / "exported"), verbose=False)
     return {"root": root, "arrays": arrays, "model": model,
             "pattern": str(root / "data" / "*.tfrecord"), "savedmodel": str(root / "exported")}

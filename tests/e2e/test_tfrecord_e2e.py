@@ -1,6 +1,9 @@
 """End to end from TFRecord shards to Parquet on FnApiRunner, checked against independent
 computations: gbp_ops on the same images, model.predict, and pandas re-aggregation."""
 
+import json
+import time
+
 import apache_beam as beam
 import numpy as np
 import pandas as pd
@@ -10,10 +13,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from demo.assets import synthesize_shapes, write_tfrecord_shards
 from gbp_ops.statistics import STATISTIC_NAMES
-from pipeline import build, config, explainers, preflight
+from pipeline import build, cli, config, explainers, preflight
 from tests.e2e import helpers
 
 NUM_EXAMPLES = 45
+_SINGLE_RUN_CLOCK = {}  # unix seconds around the single run's cli.run call
 
 
 def _two_class_model(model, images):
@@ -57,8 +61,10 @@ def dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def single_run(dataset):
     output = dataset["root"] / "out-single"
+    _SINGLE_RUN_CLOCK["called"] = time.time()
     manifest = helpers.run_demo_preset(dataset["pattern"], dataset["model_path"], output,
                                        "explain.batch_size=8", "output.map_dtype=float32")
+    _SINGLE_RUN_CLOCK["returned"] = time.time()
     return output, manifest
 
 
@@ -67,6 +73,21 @@ def _source_images(dataset):
     arrays = dataset["arrays"]
     return {str(i): (image.astype(np.float32) / 255.0) for i, image in zip(arrays["ids"],
                                                                          arrays["images"])}
+
+
+def test_timing_splits_the_measured_wall_around_the_batches(single_run):
+    """The returned ``timing`` (from the batch steps' metrics) must add up to the wall time
+    this test measured around the call, and the summary must say it."""
+    _, manifest = single_run
+    timing = manifest["timing"]
+    measured = _SINGLE_RUN_CLOCK["returned"] - _SINGLE_RUN_CLOCK["called"]
+    parts = [timing[key] for key in ("before_first_batch_seconds", "batch_seconds",
+                                     "after_last_batch_seconds")]
+    assert all(part >= 0 for part in parts) and timing["batch_seconds"] > 0
+    assert sum(parts) == pytest.approx(measured, abs=0.3)
+    assert "timing" not in json.loads((single_run[0] / "manifest.json").read_text())
+    assert (f"{timing['batch_seconds']:.1f} s of batches"
+            in cli.summary(manifest).splitlines()[-1])
 
 
 def test_counts_reconcile_and_every_example_has_a_row(dataset, single_run):
