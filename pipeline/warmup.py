@@ -4,7 +4,7 @@ Two parts of a local run's fixed cost need not wait in line:
 
 - **Libraries Keras loads but a run never uses.** Keras 3 imports matplotlib.pyplot (for its
   image-gallery plot), scikit-learn (for its scikit-learn wrappers) and, through it, scipy,
-  each inside ``try/except ImportError``: about 2.5 s of a 7 s TensorFlow import on a 2-core
+  each inside ``try/except ImportError``: 2.6-3.4 s of a 7.1-7.4 s TensorFlow import on a 2-core
   host. ``optional_libraries_deferred`` refuses them while TensorFlow loads, so Keras records
   them as absent (only those plotting helpers and wrappers would notice); they import
   normally afterwards, when findings (scikit-learn, scipy) or the report (matplotlib's
