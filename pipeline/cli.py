@@ -98,10 +98,15 @@ def load_run_config(args):
     return load_config(args.config, overrides)
 
 
+# Fields ``run`` adds to the returned manifest that ``manifest.json`` does not hold.
+LAUNCHER_FIELDS = ("report", "timing")
+
+
 def run(argv=None, launched=None):
-    """Runs an audit; returns the manifest dict (raises on errors), plus, not in
-    ``manifest.json``, ``report`` (its path) and, when the runner reports metrics, ``timing``
-    (``timing_fields``) counted from ``launched`` (unix seconds; default: now).
+    """Runs an audit; returns the manifest dict (raises on errors), plus the
+    ``LAUNCHER_FIELDS``, which are not in ``manifest.json``: ``report`` (its path) and, when
+    the runner reports metrics, ``timing`` (``timing_fields``) counted from ``launched`` (unix
+    seconds; default: now).
     """
     launched = time.time() if launched is None else launched
     import apache_beam as beam
@@ -200,14 +205,14 @@ def summary(manifest):
     ]
     if not counts.get("reconciled", False):
         lines.append("gbp-audit: WARNING counts do not reconcile: input != saliency + errors")
-    if manifest.get("report"):
-        lines.append(f"gbp-audit: report: {manifest['report']}")
     timing = manifest.get("timing")
     if timing:
         lines.append(f"gbp-audit: {timing['before_first_batch_seconds']:.1f} s before the first "
                      f"batch, {timing['batch_seconds']:.1f} s of batches, "
                      f"{timing['after_last_batch_seconds']:.1f} s after the last (findings, "
                      "tables, report)")
+    if manifest.get("report"):  # last: the line a user copies
+        lines.append(f"gbp-audit: report: {manifest['report']}")
     return "\n".join(lines)
 
 

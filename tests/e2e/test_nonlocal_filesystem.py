@@ -30,7 +30,7 @@ from apache_beam.io.filesystem import (
 from apache_beam.io.filesystems import FileSystems
 
 import pipeline
-from pipeline import sinks
+from pipeline import cli, sinks
 from pipeline.manifest import MANIFEST
 from tests.e2e import helpers
 
@@ -226,9 +226,11 @@ def test_counts_reconcile_and_manifest_is_on_the_remote_filesystem(remote_run):
     assert manifest is not None, "cli.run found no manifest through Beam FileSystems"
     stored = json.loads(FileSystems.open(
         f"{remote_run['output']}/{MANIFEST}").read().decode("utf-8"))
-    # cli.run adds where the launcher rendered the report; the rest is the stored manifest.
+    # cli.run adds where the launcher rendered the report and the timing; the rest is the
+    # stored manifest.
     assert manifest["report"] == f"{remote_run['output']}/report.html"
-    assert stored == {key: value for key, value in manifest.items() if key != "report"}
+    assert stored == {key: value for key, value in manifest.items()
+                      if key not in cli.LAUNCHER_FIELDS}
     counts = manifest["counts"]
     assert counts["input"] == NUM_EXAMPLES
     assert counts["saliency_rows"] == NUM_EXAMPLES
