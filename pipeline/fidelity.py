@@ -13,6 +13,7 @@ import itertools
 
 import numpy as np
 
+from gbp_ops.precision import PRECISION_FLOAT32
 from pipeline.preflight import PreflightError
 
 # The share of a map's pixels, highest |value| first, whose overlap between the two maps is
@@ -132,7 +133,6 @@ def compare(reference, reduced):
 
 def float32_explainer(config):
     """The run's explainer, built in float32 from a fresh load of the model."""
-    from gbp_ops.precision import PRECISION_FLOAT32
     from pipeline import explainers
 
     float32 = dataclasses.replace(

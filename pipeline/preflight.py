@@ -3,6 +3,7 @@
 import dataclasses
 import uuid
 
+from gbp_ops.precision import PRECISION_FLOAT32
 from pipeline import paths
 from pipeline.config import ConfigError
 
@@ -84,8 +85,6 @@ def _check_output(path):
 def _check_fidelity(config, explainer):
     """None for float32; else the measured fidelity (``pipeline.fidelity.measure``), which
     must reach ``explain.min_fidelity``."""
-    from gbp_ops.precision import PRECISION_FLOAT32
-
     if config.explain.precision == PRECISION_FLOAT32:
         return None
     from pipeline import fidelity
