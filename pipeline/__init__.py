@@ -12,7 +12,7 @@ _LOADERS = ("load_errors", "load_saliency", "load_stats")
 
 def __getattr__(name):
     if name in _LOADERS:
-        from pipeline import loader
+        from pipeline.outputs import loader
 
         return getattr(loader, name)
     raise AttributeError(f"module 'pipeline' has no attribute '{name}'")
@@ -23,8 +23,8 @@ def __dir__():
 
 
 def build_pipeline(p, plan, start_time=None, progress_dir=None):
-    """See ``pipeline.build.build_pipeline``."""
-    from pipeline.build import build_pipeline as build
+    """See ``pipeline.stages.build.build_pipeline``."""
+    from pipeline.stages.build import build_pipeline as build
 
     return build(p, plan, start_time, progress_dir)
 

@@ -72,7 +72,7 @@ def beam_options(beam_args):
         StandardOptions,
     )
 
-    from pipeline import local_runner
+    from pipeline.launch import local_runner
 
     if not _has_flag(beam_args, "--runner"):
         beam_args = [f"--runner={DEFAULT_RUNNER}", *beam_args]
@@ -111,9 +111,10 @@ def run(argv=None, launched=None):
     launched = time.time() if launched is None else launched
     import apache_beam as beam
 
-    from pipeline import manifest, model_handler
-    from pipeline.build import build_pipeline
-    from pipeline.preflight import preflight
+    from pipeline.launch.preflight import preflight
+    from pipeline.outputs import manifest
+    from pipeline.stages import model_handler
+    from pipeline.stages.build import build_pipeline
 
     args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
     start = time.time()
@@ -124,7 +125,7 @@ def run(argv=None, launched=None):
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(config.explain.worker_intra_op_threads)
     options = beam_options(beam_args)
     if _explains_in_this_process(options):
-        from pipeline import warmup
+        from pipeline.launch import warmup
 
         warmup.start_in_background(config)
     reporter, progress_dir = _local_progress(config, options)
@@ -178,8 +179,8 @@ def _local_progress(config, options):
     """A started ProgressReporter and its folder for local runners, else ``(None, None)``."""
     from apache_beam.options.pipeline_options import StandardOptions
 
-    from pipeline.progress import ProgressReporter
-    from pipeline.read import expected_total
+    from pipeline.launch.progress import ProgressReporter
+    from pipeline.stages.read import expected_total
 
     if options.view_as(StandardOptions).runner not in LOCAL_RUNNERS:
         return None, None
@@ -229,8 +230,8 @@ def _import_run_modules(quiet, one_audit):
             everything imported moves to the collector's permanent generation
             (``gc.freeze``), so later collections in this process skip it.
     """
-    from pipeline import quiet as quiet_logs
-    from pipeline import warmup
+    from pipeline.launch import quiet as quiet_logs
+    from pipeline.launch import warmup
 
     deferred = warmup.optional_libraries_deferred() if one_audit else contextlib.nullcontext()
     with _collector_paused(one_audit):
@@ -243,8 +244,8 @@ def _import_run_modules(quiet, one_audit):
             quiet_logs.quiet_loggers()
         import apache_beam  # noqa: F401
 
-        import pipeline.build  # noqa: F401
-        import pipeline.preflight  # noqa: F401
+        import pipeline.launch.preflight  # noqa: F401
+        import pipeline.stages.build  # noqa: F401
 
 
 @contextlib.contextmanager
@@ -275,7 +276,7 @@ def main(argv=None, one_audit=False):
     _import_run_modules(quiet="--verbose" not in argv, one_audit=one_audit)
     from gbp_ops import GBPError
     from pipeline.config import ConfigError
-    from pipeline.preflight import PreflightError
+    from pipeline.launch.preflight import PreflightError
 
     try:
         manifest = run(argv, launched=launched)

@@ -287,8 +287,8 @@ def decode_timings(jpegs):
         order, so that this machine's drifting speed and warm caches favour none.
     """
     from pipeline.config import PreprocessConfig, SourceConfig
-    from pipeline.decode import decode_image
-    from pipeline.preprocess import preprocess_with_display
+    from pipeline.stages.decode import decode_image
+    from pipeline.stages.preprocess import preprocess_with_display
 
     source, shape = SourceConfig(pattern="bench"), (LARGE_SIDE, LARGE_SIDE, 3)
 
@@ -316,8 +316,8 @@ def large_jpeg_bench(args, run_options):
     """Decode timings, kernel and pipeline on photo-like 2000x1500 JPEGs at 224 px."""
     import gbp_ops
     from pipeline.config import PreprocessConfig, SourceConfig
-    from pipeline.decode import decode_image
-    from pipeline.preprocess import preprocess_image
+    from pipeline.stages.decode import decode_image
+    from pipeline.stages.preprocess import preprocess_image
 
     count = args.large_images
     pattern, half_pattern, model_path = build_large_jpegs(args.workdir, count)

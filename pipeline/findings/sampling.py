@@ -19,7 +19,7 @@ import heapq
 import apache_beam as beam
 import numpy as np
 
-from pipeline.sanity_stage import sample_key
+from pipeline.stages.sanity import sample_key
 
 SAMPLE = "sample"
 
@@ -30,7 +30,7 @@ def finding_rows(explained, config):
     ``(n, m, m)`` small maps and ``correct`` an object array of bool or None."""
     from gbp_ops.maps import reduced_maps
     from pipeline.findings import small_maps
-    from pipeline.rows import finite_rows
+    from pipeline.stages.rows import finite_rows
 
     explanation = explained.explanation
     if explanation is None:

@@ -9,7 +9,8 @@ opened from a bucket. Every path goes through ``pipeline.paths``, so ``gs://`` w
 """
 
 from gbp_ops.statistics import BOX_SHARE, border_band_pixels
-from pipeline import loader, manifest, paths, rankings, tables
+from pipeline import paths, rankings, tables
+from pipeline.outputs import loader, manifest
 from pipeline.report import findings, flags, sections
 from pipeline.report.page import page
 from pipeline.tables import examples as examples_table

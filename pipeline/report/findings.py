@@ -13,9 +13,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from pipeline import loader, tables
+from pipeline import tables
 from pipeline.findings import rules
 from pipeline.findings.regions import place_words, region_share
+from pipeline.outputs import loader
 from pipeline.report import figures
 from pipeline.report.page import esc, figure_html, number, png_data_uri, table
 from pipeline.tables import clusters as clusters_table

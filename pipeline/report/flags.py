@@ -1,4 +1,4 @@
-"""The report's flag rules, on the stats table (``pipeline.loader.load_stats``).
+"""The report's flag rules, on the stats table (``pipeline.outputs.loader.load_stats``).
 
 - **Border**: a class whose mean border share is at least ``BORDER_RATIO`` times the mean of
   the *rest of the dataset* (every other class), and above it by more than ``SIGNIFICANCE_Z``

@@ -5,7 +5,7 @@ import numpy as np
 
 from gbp_ops import statistics
 from pipeline import rankings
-from pipeline.fidelity import fidelity_summary
+from pipeline.launch.fidelity import fidelity_summary
 from pipeline.report import figures
 from pipeline.report.flags import BORDER_RATIO, SIGNIFICANCE_Z, class_label, class_rows, overall_row
 from pipeline.report.page import esc, figure_html, number, png_data_uri, table

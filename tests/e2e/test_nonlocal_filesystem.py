@@ -30,8 +30,9 @@ from apache_beam.io.filesystem import (
 from apache_beam.io.filesystems import FileSystems
 
 import pipeline
-from pipeline import cli, sinks
-from pipeline.manifest import MANIFEST
+from pipeline import cli
+from pipeline.outputs import sinks
+from pipeline.outputs.manifest import MANIFEST
 from tests.e2e import helpers
 
 SCHEME = "mem"
@@ -298,7 +299,7 @@ def test_loader_gives_pyarrow_the_filesystem_of_the_uri_scheme(remote_run, monke
     """
     import pyarrow.fs as pafs
 
-    from pipeline import loader
+    from pipeline.outputs import loader
 
     for path in InMemoryObjectStore.paths_under(f"{remote_run['output']}/"):
         local = tmp_path / path[len(InMemoryObjectStore.PREFIX):]

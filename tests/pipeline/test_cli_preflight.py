@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from gbp_ops import errors
-from pipeline import cli, preflight
+from pipeline import cli
+from pipeline.launch import preflight
 from tests.e2e import helpers
 
 

@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from pipeline import decode
 from pipeline.config import PreprocessConfig, SourceConfig
-from pipeline.decode import StageError
+from pipeline.stages import decode
+from pipeline.stages.decode import StageError
 
 SOURCE = SourceConfig(pattern="x")
 

@@ -5,8 +5,9 @@ import os
 
 import pytest
 
-from pipeline import explainers, manifest
+from pipeline import explainers
 from pipeline.config import ConfigError, load_config
+from pipeline.outputs import manifest
 from tests.gbp_ops.toy_models import random_cnn
 
 DEMO = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "demo.yaml")

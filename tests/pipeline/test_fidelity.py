@@ -8,7 +8,7 @@ import pytest
 import scipy.stats
 
 from pipeline.config import ConfigError, load_config
-from pipeline.fidelity import map_spearman, top_share_overlap
+from pipeline.launch.fidelity import map_spearman, top_share_overlap
 
 DEMO = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "configs", "demo.yaml")

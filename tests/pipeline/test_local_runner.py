@@ -5,7 +5,8 @@ import inspect
 
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
 
-from pipeline import cli, local_runner
+from pipeline import cli
+from pipeline.launch import local_runner
 
 
 def test_embedded_workers_read_the_constant_the_workaround_sets():

@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import parquet_sink
+from pipeline.outputs import parquet_sink
 
 SCHEMA = pa.schema([("example_id", pa.string()),
                     ("saliency", pa.list_(pa.float16(), 64))])

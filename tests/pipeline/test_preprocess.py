@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import preprocess
 from pipeline.config import PreprocessConfig, SourceConfig
-from pipeline.preprocess import StageError
+from pipeline.stages import preprocess
+from pipeline.stages.preprocess import StageError
 
 
 def test_scalings_by_hand():

@@ -6,9 +6,10 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from pipeline import progress, read
 from pipeline.config import SourceConfig
+from pipeline.launch import progress
 from pipeline.records import DeadLetter
+from pipeline.stages import read
 
 
 class _Batch:

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from demo.assets import synthesize_shapes, write_tfrecord_shards
-from pipeline import loader, rankings, report
+from pipeline import rankings, report
+from pipeline.outputs import loader
 from pipeline.report import flags as report_flags
 from pipeline.tables import errors as errors_table
 from pipeline.tables import examples as examples_table

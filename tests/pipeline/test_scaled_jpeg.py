@@ -23,9 +23,9 @@ import tensorflow as tf
 
 from demo.reference_model import build_reference_model
 from gbp_ops import GuidedBackprop
-from pipeline import preprocess
 from pipeline.config import PreprocessConfig, SourceConfig
-from pipeline.decode import decode_image
+from pipeline.stages import preprocess
+from pipeline.stages.decode import decode_image
 from tests.gbp_ops.toy_models import randomize_batchnorm
 
 HEIGHT, WIDTH, SIDE = 1500, 2000, 224

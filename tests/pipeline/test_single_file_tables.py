@@ -4,7 +4,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import sinks
+from pipeline.outputs import sinks
 
 SCHEMA = pa.schema([pa.field("name", pa.string(), nullable=False), ("count", pa.int64()),
                     ("values", pa.list_(pa.float32()))])

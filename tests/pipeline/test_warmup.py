@@ -10,7 +10,8 @@ import numpy as np
 
 from gbp_ops import GuidedBackprop
 from pipeline import config as config_module
-from pipeline import explainers, warmup
+from pipeline import explainers
+from pipeline.launch import warmup
 from tests.e2e import helpers
 
 _EXPLAIN = """

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from pipeline import manifest, paths, tables
+from pipeline import paths, tables
+from pipeline.outputs import manifest
 from pipeline.tables import clusters as clusters_table
 from pipeline.tables import saliency as saliency_table
 from pipeline.tables import stats as stats_table

@@ -7,8 +7,8 @@ import numpy as np
 
 from gbp_ops import maps as map_ops
 from gbp_ops import statistics
-from pipeline.read import DEAD_LETTERS
 from pipeline.records import STAGE_NON_FINITE, DeadLetter
+from pipeline.stages.read import DEAD_LETTERS
 from pipeline.tables import saliency as saliency_table
 
 

@@ -11,8 +11,8 @@ import time
 
 import apache_beam as beam
 
-from pipeline import manifest as manifest_fields
 from pipeline import paths
+from pipeline.outputs import manifest as manifest_fields
 from pipeline.tables import TABLES
 
 STAGING_DIR = "_staging"
@@ -39,7 +39,7 @@ def write_table(pcoll, output_dir, table, arrow_schema, num_shards=0, plain_colu
     Returns:
         PCollection of the written (staged) file paths.
     """
-    from pipeline.parquet_sink import TableParquetSink
+    from pipeline.outputs.parquet_sink import TableParquetSink
 
     sink = TableParquetSink(staging_prefix(output_dir, table), arrow_schema, PARQUET_CODEC,
                             plain_columns=plain_columns, file_name_suffix=".parquet",

@@ -14,7 +14,7 @@ import itertools
 import numpy as np
 
 from gbp_ops.precision import PRECISION_FLOAT32
-from pipeline.preflight import PreflightError
+from pipeline.launch.preflight import PreflightError
 
 # The share of a map's pixels, highest |value| first, whose overlap between the two maps is
 # reported (the pixels a reader looks at).
@@ -33,8 +33,8 @@ class FidelityError(PreflightError):
 
 def _tfrecord_records(source):
     from pipeline import paths
-    from pipeline.read import ReadTFRecordShardDoFn
     from pipeline.records import SourceRecord
+    from pipeline.stages.read import ReadTFRecordShardDoFn
 
     reader = ReadTFRecordShardDoFn(fail_on_corrupt_shard=False)
     reader.setup()
@@ -46,8 +46,8 @@ def _tfrecord_records(source):
 def _tfds_records(source):
     import tensorflow_datasets as tfds
 
-    from pipeline.read import tfds_builder
     from pipeline.records import SourceRecord
+    from pipeline.stages.read import tfds_builder
 
     dataset = tfds_builder(source).as_dataset(
         split=source.split, read_config=tfds.ReadConfig(add_tfds_id=True), shuffle_files=False)
@@ -63,7 +63,7 @@ def sample_examples(config, input_shape):
     Raises:
         FidelityError: none of the records read could be prepared.
     """
-    from pipeline.preprocess import StageError, prepare_example
+    from pipeline.stages.preprocess import StageError, prepare_example
 
     size = config.explain.fidelity_sample
     read = _tfds_records if config.source.kind == "tfds" else _tfrecord_records

@@ -37,7 +37,7 @@ def base_fields(config, explainer, class_names, map_shape, model_sha256, fidelit
         class_names: tuple of label names (may be empty).
         map_shape: ``(h, w)`` of the stored maps.
         model_sha256: hex digest of the model file.
-        fidelity: None (float32), or ``pipeline.fidelity.measure``'s dict, kept as the
+        fidelity: None (float32), or ``pipeline.launch.fidelity.measure``'s dict, kept as the
             ``fidelity`` field.
     """
     method_fields = _method_fields(config, explainer)

@@ -5,14 +5,18 @@ import time
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
-from pipeline import manifest, progress, rows, sinks, tables
-from pipeline.aggregate import AggregateStats
-from pipeline.counts import CountOutputs
+from pipeline import tables
 from pipeline.findings.stage import FindStrategyClusters
-from pipeline.model_handler import GuidedBackpropModelHandler
-from pipeline.preprocess import PrepareExamplesDoFn
-from pipeline.read import DEAD_LETTERS, ReadTFDS, ReadTFRecordShards
-from pipeline.sanity_stage import SanityCheck
+from pipeline.launch import progress
+from pipeline.outputs import manifest, sinks
+from pipeline.stages import rows
+from pipeline.stages.aggregate import AggregateStats
+from pipeline.stages.counts import CountOutputs
+from pipeline.stages.model_handler import GuidedBackpropModelHandler
+from pipeline.stages.preprocess import PrepareExamplesDoFn
+from pipeline.stages.read import DEAD_LETTERS, ReadTFDS, ReadTFRecordShards
+from pipeline.stages.sanity import SanityCheck
+from pipeline.stages.top_examples import CollectReportExamples
 from pipeline.tables import assignments as assignments_table
 from pipeline.tables import clusters as clusters_table
 from pipeline.tables import embedding as embedding_table
@@ -21,7 +25,6 @@ from pipeline.tables import examples as examples_table
 from pipeline.tables import saliency as saliency_table
 from pipeline.tables import sanity as sanity_table
 from pipeline.tables import stats as stats_table
-from pipeline.top_examples import CollectReportExamples
 
 
 class ReadSource(beam.PTransform):
@@ -68,7 +71,7 @@ def build_pipeline(p, plan, start_time=None, progress_dir=None):
         p: a ``beam.Pipeline`` (or TestPipeline).
         plan: the RunPlan from ``preflight`` (or built by a test).
         start_time: epoch seconds the run started, for the manifest's wall time.
-        progress_dir: a local folder for ``pipeline.progress`` counts (local runs), or None.
+        progress_dir: a local folder for ``pipeline.launch.progress`` counts (local runs), or None.
 
     Returns:
         dict of PCollections: ``batches`` (AuditBatch), ``stats`` (row dicts),

@@ -52,7 +52,7 @@ def _check_input(config):
         if not paths.match(source.pattern):
             raise PreflightError(NO_INPUT_FILES.format(pattern=source.pattern))
         return tuple(source.class_names)
-    from pipeline.read import tfds_builder, tfds_class_names
+    from pipeline.stages.read import tfds_builder, tfds_class_names
 
     name = source.tfds_dir or source.tfds_name
     try:
@@ -71,7 +71,7 @@ def _check_input(config):
 
 
 def _check_output(path):
-    from pipeline.sinks import STAGING_DIR
+    from pipeline.outputs.sinks import STAGING_DIR
 
     probe = paths.join(path, STAGING_DIR, f".write-probe-{uuid.uuid4().hex}")
     try:
@@ -83,11 +83,11 @@ def _check_output(path):
 
 
 def _check_fidelity(config, explainer):
-    """None for float32; else the measured fidelity (``pipeline.fidelity.measure``), which
+    """None for float32; else the measured fidelity (``pipeline.launch.fidelity.measure``), which
     must reach ``explain.min_fidelity``."""
     if config.explain.precision == PRECISION_FLOAT32:
         return None
-    from pipeline import fidelity
+    from pipeline.launch import fidelity
 
     measured = fidelity.measure(config, explainer, explainer.input_shape)
     if not measured["mean_spearman"] >= config.explain.min_fidelity:
@@ -110,7 +110,8 @@ def preflight(config, explainer_builder=None):
         PreflightError / ConfigError / gbp_ops.GBPError with a one-line message.
     """
     from gbp_ops import model_sha256
-    from pipeline import explainers, manifest
+    from pipeline import explainers
+    from pipeline.outputs import manifest
 
     if not isinstance(config.output.path, str) or not config.output.path:
         raise ConfigError("config field 'output.path': an output directory is required")

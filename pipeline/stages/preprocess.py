@@ -4,8 +4,6 @@ import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 
-from pipeline.decode import StageError, decode_image, decode_pixels
-from pipeline.read import DEAD_LETTERS
 from pipeline.records import (
     STAGE_PARSE,
     STAGE_PREPROCESS,
@@ -13,8 +11,10 @@ from pipeline.records import (
     PreparedExample,
     RawExample,
 )
+from pipeline.stages.decode import StageError, decode_image, decode_pixels
+from pipeline.stages.read import DEAD_LETTERS
 
-__all__ = ["StageError", "decode_image", "decode_pixels"]  # re-exported from pipeline.decode
+__all__ = ["StageError", "decode_image", "decode_pixels"]  # re-exported from pipeline.stages.decode
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
