@@ -5,9 +5,9 @@ import os
 import pytest
 
 from pipeline.config import ConfigError, load_config, parse_override
+from tests.e2e.helpers import REPO
 
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "configs")
+CONFIGS = os.path.join(REPO, "configs")
 
 
 @pytest.mark.parametrize("preset", ["demo.yaml", "tfds.yaml", "dataflow.yaml"])

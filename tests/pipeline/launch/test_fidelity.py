@@ -9,9 +9,9 @@ import scipy.stats
 
 from pipeline.config import ConfigError, load_config
 from pipeline.launch.fidelity import map_spearman, top_share_overlap
+from tests.e2e.helpers import REPO
 
-DEMO = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "configs", "demo.yaml")
+DEMO = os.path.join(REPO, "configs", "demo.yaml")
 
 
 def _set_overlap(a, b, share):

@@ -7,8 +7,7 @@ import os
 import pytest
 
 from pipeline import cli
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.e2e.helpers import REPO
 
 
 def _bench():
