@@ -50,7 +50,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 SIZE, BATCH = 128, 32
-# The launcher's timing line (pipeline.cli.summary).
+# The launcher's timing line (pipeline.outputs.summary.summary).
 TIMING_LINE = re.compile(r"([\d.]+) s before the first batch, ([\d.]+) s of batches, "
                          r"([\d.]+) s after the last")
 LARGE_HEIGHT, LARGE_WIDTH, LARGE_SIDE = 1500, 2000, 224
@@ -139,7 +139,8 @@ def run_pipeline(pattern, model_path, output, *overrides, beam_args=(), worker_t
 
     Returns:
         (wall seconds, peak RSS bytes of the process tree, manifest dict); the manifest gets
-        ``timing`` from the launcher's summary line when it printed one (``cli.summary``).
+        ``timing`` from the launcher's summary line when it printed one
+        (``pipeline.outputs.summary.summary``).
     """
     argv = [sys.executable, "-m", "pipeline", "--config", os.path.join(REPO, "configs/demo.yaml"),
             "--set", f"source.pattern={pattern}", "--set", f"model.path={model_path}",

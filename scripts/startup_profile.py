@@ -27,6 +27,7 @@ def _child(argv):
     import gc
 
     import pipeline.cli as cli
+    from pipeline.launch import warmup
 
     parts = []
     stages = []
@@ -90,7 +91,7 @@ def _child(argv):
 
         fn_runner.FnApiRunner._execute_bundle = execute_bundle
 
-    imports = cli._import_run_modules
+    imports = warmup.import_run_modules
 
     def import_run_modules(*args, **kwargs):
         start = now()
@@ -98,7 +99,7 @@ def _child(argv):
         parts.append(("imports (TensorFlow, Keras, Beam, pipeline)", start, now()))
         install()
 
-    cli._import_run_modules = import_run_modules
+    warmup.import_run_modules = import_run_modules
     parts.append(("process start (interpreter, launcher module)", 0.0, now()))
     sys.argv = ["pipeline", *argv]
     code = cli.main(one_audit=True)

@@ -32,7 +32,7 @@ class AnalyseClassDoFn(beam.DoFn):
 
     def process(self, grouped):
         from pipeline import explainers
-        from pipeline.stages.preprocess import model_input_from_display
+        from pipeline.images import model_input_from_display
 
         class_index, (sampled, imaged) = grouped
         if not sampled:

@@ -14,7 +14,6 @@ import itertools
 import numpy as np
 
 from gbp_ops.precision import PRECISION_FLOAT32
-from pipeline.launch.preflight import PreflightError
 
 # The share of a map's pixels, highest |value| first, whose overlap between the two maps is
 # reported (the pixels a reader looks at).
@@ -27,33 +26,9 @@ NO_SAMPLE = (
 )
 
 
-class FidelityError(PreflightError):
-    """The sample for the fidelity check could not be read; the message says why."""
-
-
-def _tfrecord_records(source):
-    from pipeline import paths
-    from pipeline.records import SourceRecord
-    from pipeline.stages.read import ReadTFRecordShardDoFn
-
-    reader = ReadTFRecordShardDoFn(fail_on_corrupt_shard=False)
-    reader.setup()
-    for path in paths.match(source.pattern):
-        # A damaged shard yields its good records, then one dead letter: skip that.
-        yield from (item for item in reader.process(path) if isinstance(item, SourceRecord))
-
-
-def _tfds_records(source):
-    import tensorflow_datasets as tfds
-
-    from pipeline.records import SourceRecord
-    from pipeline.stages.read import tfds_builder
-
-    dataset = tfds_builder(source).as_dataset(
-        split=source.split, read_config=tfds.ReadConfig(add_tfds_id=True), shuffle_files=False)
-    for features in tfds.as_numpy(dataset):
-        position = features.pop("tfds_id").decode("utf-8")
-        yield SourceRecord(position=position, payload=features)
+class FidelityError(ValueError):
+    """The sample for the fidelity check could not be read; the message says why (preflight
+    reports it as a PreflightError)."""
 
 
 def sample_examples(config, input_shape):
@@ -63,18 +38,20 @@ def sample_examples(config, input_shape):
     Raises:
         FidelityError: none of the records read could be prepared.
     """
-    from pipeline.stages.preprocess import StageError, prepare_example
+    from pipeline.records import PreparedExample
+    from pipeline.stages.preprocess import PrepareExamplesDoFn
+    from pipeline.stages.read import ReadSource
 
     size = config.explain.fidelity_sample
-    read = _tfds_records if config.source.kind == "tfds" else _tfrecord_records
+    prepare = PrepareExamplesDoFn(config, input_shape)
+    prepare.setup()
     limit = size * MAX_READS_PER_EXAMPLE
     examples, reads = [], 0
-    for record in itertools.islice(read(config.source), limit):
+    for record in itertools.islice(ReadSource(config.source).records(), limit):
         reads += 1
-        try:
-            examples.append(prepare_example(record, config, input_shape))
-        except StageError:  # the run makes it a dead letter; the sample skips it
-            continue
+        # A record that fails to prepare is a dead letter in the run; the sample skips it.
+        examples += [item for item in prepare.process(record)
+                     if isinstance(item, PreparedExample)]
         if len(examples) == size:
             break
     if not examples:
@@ -150,8 +127,9 @@ def measure(config, explainer, input_shape):
 
     Returns:
         A JSON-ready dict: precision, sample_size, how the sample was chosen, mean and min
-        per-image Spearman, mean top-5%-pixel overlap, predicted-class agreement and the
-        threshold ``min_fidelity``.
+        per-image Spearman, mean top-5%-pixel overlap, predicted-class agreement, the
+        threshold ``min_fidelity`` and ``summary``, all of it in one line (what the report
+        prints).
     """
     from gbp_ops import seeds_from_ids
 
@@ -161,17 +139,19 @@ def measure(config, explainer, input_shape):
     seeds = seeds_from_ids([example.example_id for example in examples])
     reference = float32_explainer(config).explain_with_outputs(images, targets, seeds)
     reduced = explainer.explain_with_outputs(images, targets, seeds)
-    return {
+    measured = {
         "precision": config.explain.precision,
         "sample_size": len(examples),
         "sample": "first prepared records in read order (sorted shards / TFDS split order)",
         **compare(reference, reduced),
         "min_fidelity": config.explain.min_fidelity,
     }
+    return {**measured, "summary": fidelity_summary(measured)}
 
 
 def fidelity_summary(fidelity):
-    """One line for the report from the manifest's ``fidelity`` field."""
+    """One line on the measured fidelity (``measure``'s dict), kept in the manifest's
+    ``fidelity`` field as ``summary`` for the report."""
     return (f"{fidelity['precision']}: mean Spearman {fidelity['mean_spearman']:.3f} (min "
             f"{fidelity['min_spearman']:.3f}), top-5% pixel overlap "
             f"{fidelity['top5_overlap']:.3f}, same predicted class "

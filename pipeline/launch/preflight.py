@@ -7,8 +7,6 @@ from gbp_ops.precision import PRECISION_FLOAT32
 from pipeline import paths
 from pipeline.config import ConfigError
 
-NO_INPUT_FILES = "input pattern '{pattern}' matches no files"
-TFDS_NOT_PREPARED = "TFDS dataset {name} is not usable: {reason}"
 MODEL_INPUT_CHANNELS = "model input has {channels} channels; gbp-audit supports 1 or 3"
 MAP_NOT_DIVISIBLE = "map size {height}x{width} is not divisible by output.downsample={factor}"
 TARGET_TOO_LARGE = "explain.target={target} but the model has only {num_classes} classes"
@@ -47,27 +45,15 @@ class RunPlan:
 
 
 def _check_input(config):
-    source = config.source
-    if source.kind == "tfrecord":
-        if not paths.match(source.pattern):
-            raise PreflightError(NO_INPUT_FILES.format(pattern=source.pattern))
-        return tuple(source.class_names)
-    from pipeline.stages.read import tfds_builder, tfds_class_names
+    """The source's class names (config, else TFDS ClassLabel, else empty), once it is known to
+    be readable."""
+    from pipeline.stages.read import ReadSource
 
-    name = source.tfds_dir or source.tfds_name
-    try:
-        builder = tfds_builder(source)
-        splits = builder.info.splits
-        split_name = source.split.split("[")[0]
-        if split_name not in splits:
-            raise PreflightError(TFDS_NOT_PREPARED.format(
-                name=name, reason=f"no split '{split_name}' (has {', '.join(splits)})"))
-    except PreflightError:
-        raise
-    except Exception as error:
-        raise PreflightError(TFDS_NOT_PREPARED.format(
-            name=name, reason=str(error).strip().splitlines()[0])) from error
-    return tuple(source.class_names) or tfds_class_names(source)
+    source = ReadSource(config.source)
+    problem = source.problem()
+    if problem:
+        raise PreflightError(problem)
+    return source.class_names()
 
 
 def _check_output(path):
@@ -89,7 +75,10 @@ def _check_fidelity(config, explainer):
         return None
     from pipeline.launch import fidelity
 
-    measured = fidelity.measure(config, explainer, explainer.input_shape)
+    try:
+        measured = fidelity.measure(config, explainer, explainer.input_shape)
+    except fidelity.FidelityError as error:
+        raise PreflightError(str(error)) from error
     if not measured["mean_spearman"] >= config.explain.min_fidelity:
         raise PreflightError(NOT_FAITHFUL.format(**measured))
     return measured

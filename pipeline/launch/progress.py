@@ -2,10 +2,10 @@
 0 dead letters; total from ...`` at least every ``INTERVAL_SECONDS`` (one updating line on a
 terminal).
 
-Workers may be threads or spawned processes (FnApiRunner multi_processing), so each process
-writes its running counts to its own small JSON file in a run folder, and the launcher's
-reporter thread sums the files. On Dataflow the same figures are the Beam counters
-``gbp_audit:examples_done`` and ``gbp_audit:dead_letters``.
+The stage ``pipeline.stages.progress.CountProgressDoFn`` writes each worker process's running
+counts to its own small JSON file in a run folder; the reporter thread here sums the files. On
+Dataflow the same figures are the Beam counters ``gbp_audit:examples_done`` and
+``gbp_audit:dead_letters``.
 """
 
 import json
@@ -14,78 +14,10 @@ import sys
 import threading
 import time
 
-import apache_beam as beam
+from pipeline.records import DEAD_LETTERS_SEEN, EXAMPLES_DONE
 
 INTERVAL_SECONDS = 10.0
 _TERMINAL_INTERVAL_SECONDS = 1.0
-_FLUSH_SECONDS = 0.5
-EXAMPLES_DONE = "examples_done"
-DEAD_LETTERS_SEEN = "dead_letters"
-
-
-class _ProcessCounts:
-    """This process's running counts of one run, flushed to ``<folder>/<pid>.json``."""
-
-    _by_folder = {}
-    _lock = threading.Lock()
-
-    def __init__(self, folder):
-        self._folder = folder
-        self._counts = {EXAMPLES_DONE: 0, DEAD_LETTERS_SEEN: 0}
-        self._flushed = 0.0
-
-    @classmethod
-    def of(cls, folder):
-        with cls._lock:
-            if folder not in cls._by_folder:
-                cls._by_folder[folder] = cls(folder)
-            return cls._by_folder[folder]
-
-    def add(self, name, count):
-        with self._lock:
-            self._counts[name] += count
-            if time.monotonic() - self._flushed >= _FLUSH_SECONDS:
-                self._flush()
-
-    def flush(self):
-        with self._lock:
-            self._flush()
-
-    def _flush(self):
-        self._flushed = time.monotonic()
-        path = os.path.join(self._folder, f"{os.getpid()}.json")
-        partial = f"{path}.partial"
-        with open(partial, "w", encoding="utf-8") as handle:
-            json.dump(self._counts, handle)
-        os.replace(partial, path)
-
-
-class CountProgressDoFn(beam.DoFn):
-    """Counts elements as done examples or dead letters; outputs nothing.
-
-    Args:
-        name: ``EXAMPLES_DONE`` (elements are AuditBatches, counted by length) or
-            ``DEAD_LETTERS_SEEN`` (elements are DeadLetters).
-        folder: the run's local progress folder, or None (remote runners: counter only).
-    """
-
-    def __init__(self, name, folder):
-        self._name = name
-        self._folder = folder
-
-    def setup(self):
-        self._counter = beam.metrics.Metrics.counter("gbp_audit", self._name)
-        self._counts = _ProcessCounts.of(self._folder) if self._folder else None
-
-    def process(self, element):
-        count = len(element) if self._name == EXAMPLES_DONE else 1
-        self._counter.inc(count)
-        if self._counts is not None:
-            self._counts.add(self._name, count)
-
-    def finish_bundle(self):
-        if self._counts is not None:
-            self._counts.flush()
 
 
 def read_counts(folder):

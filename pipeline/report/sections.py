@@ -5,7 +5,6 @@ import numpy as np
 
 from gbp_ops import statistics
 from pipeline import rankings
-from pipeline.launch.fidelity import fidelity_summary
 from pipeline.report import figures
 from pipeline.report.flags import BORDER_RATIO, SIGNIFICANCE_Z, class_label, class_rows, overall_row
 from pipeline.report.page import esc, figure_html, number, png_data_uri, table
@@ -29,8 +28,9 @@ def counts_section(manifest, frame, errors):
         ("damaged shards", number(counts.get("damaged_shards", "–"))),
         ("reconciled (input = saliency + errors)", counts.get("reconciled", "–")),
     ]
-    if "fidelity" in manifest:  # a reduced-precision run: its maps against float32's
-        rows.append(("precision fidelity", fidelity_summary(manifest["fidelity"])))
+    fidelity = manifest.get("fidelity") or {}  # a reduced-precision run: maps vs float32's
+    if fidelity.get("summary"):  # the line preflight measured and the manifest keeps
+        rows.append(("precision fidelity", fidelity["summary"]))
     if statistics.TOTAL_MASS in frame:
         zero = int((frame[statistics.TOTAL_MASS] == 0).sum())
         rows.append(("all-zero maps (no gradient reached the input)", number(zero)))

@@ -1,4 +1,9 @@
-"""The pipeline graph: read -> prepare -> RunInference(GBP) -> rows -> tables -> publish."""
+"""The pipeline graph: read -> prepare -> RunInference(GBP) -> rows -> tables -> publish.
+
+``build_pipeline`` applies it in named steps: read and explain, count progress, the audit
+tables (saliency, stats, errors), the optional sanity, findings and report-examples tables,
+the one-file tables in one write, then the publish step with the manifest.
+"""
 
 import time
 
@@ -7,14 +12,15 @@ from apache_beam.ml.inference.base import RunInference
 
 from pipeline import tables
 from pipeline.findings.stage import FindStrategyClusters
-from pipeline.launch import progress
 from pipeline.outputs import manifest, sinks
-from pipeline.stages import rows
+from pipeline.records import DEAD_LETTERS, DEAD_LETTERS_SEEN, EXAMPLES_DONE
 from pipeline.stages.aggregate import AggregateStats
 from pipeline.stages.counts import CountOutputs
 from pipeline.stages.model_handler import GuidedBackpropModelHandler
 from pipeline.stages.preprocess import PrepareExamplesDoFn
-from pipeline.stages.read import DEAD_LETTERS, ReadTFDS, ReadTFRecordShards
+from pipeline.stages.progress import CountProgressDoFn
+from pipeline.stages.read import ReadSource
+from pipeline.stages.rows import ToAuditBatchDoFn
 from pipeline.stages.sanity import SanityCheck
 from pipeline.stages.top_examples import CollectReportExamples
 from pipeline.tables import assignments as assignments_table
@@ -27,23 +33,13 @@ from pipeline.tables import sanity as sanity_table
 from pipeline.tables import stats as stats_table
 
 
-class ReadSource(beam.PTransform):
-    """The configured source -> {'records': SourceRecord, 'dead_letters': DeadLetter}."""
-
-    def __init__(self, source):
-        super().__init__()
-        self._source = source
-
-    def expand(self, pbegin):
-        if self._source.kind == "tfds":
-            return pbegin | "ReadTFDS" >> ReadTFDS(self._source)
-        outputs = pbegin | "ReadTFRecord" >> ReadTFRecordShards(
-            self._source.pattern, fail_on_corrupt_shard=self._source.on_corrupt_shard == "fail")
-        return {"records": outputs.records, DEAD_LETTERS: outputs[DEAD_LETTERS]}
-
-
 class ExplainExamples(beam.PTransform):
-    """SourceRecords -> {'batches': AuditBatch, 'dead_letters': DeadLetter}."""
+    """SourceRecords -> ``{'batches': AuditBatch, 'examples': PreparedExample, 'explained':
+    ExplainedBatch, 'dead_letters': (DeadLetter PCollections of preparing and of the rows)}``.
+
+    ``examples`` feeds the sanity check, ``explained`` (RunInference's output, before rows) the
+    findings stage.
+    """
 
     def __init__(self, plan):
         super().__init__()
@@ -57,11 +53,11 @@ class ExplainExamples(beam.PTransform):
         explained = prepared.examples | "GuidedBackprop" >> RunInference(
             GuidedBackpropModelHandler(plan.config))
         audited = explained | "ToAuditRows" >> beam.ParDo(
-            rows.ToAuditBatchDoFn(plan.config, plan.class_names)).with_outputs(
+            ToAuditBatchDoFn(plan.config, plan.class_names)).with_outputs(
                 DEAD_LETTERS, main="batches")
         return {"batches": audited.batches, "examples": prepared.examples,
                 "explained": explained,
-                "dead_letters": (prepared[DEAD_LETTERS], audited[DEAD_LETTERS])}
+                DEAD_LETTERS: (prepared[DEAD_LETTERS], audited[DEAD_LETTERS])}
 
 
 def build_pipeline(p, plan, start_time=None, progress_dir=None):
@@ -71,7 +67,8 @@ def build_pipeline(p, plan, start_time=None, progress_dir=None):
         p: a ``beam.Pipeline`` (or TestPipeline).
         plan: the RunPlan from ``preflight`` (or built by a test).
         start_time: epoch seconds the run started, for the manifest's wall time.
-        progress_dir: a local folder for ``pipeline.launch.progress`` counts (local runs), or None.
+        progress_dir: a local folder for ``pipeline.stages.progress`` counts (local runs), or
+            None.
 
     Returns:
         dict of PCollections: ``batches`` (AuditBatch), ``stats`` (row dicts),
@@ -79,66 +76,102 @@ def build_pipeline(p, plan, start_time=None, progress_dir=None):
         ``manifest`` (one dict, after publishing).
     """
     config = plan.config
-    output_dir = config.output.path
     read = p | "Read" >> ReadSource(config.source)
     explained = read["records"] | "Explain" >> ExplainExamples(plan)
     batches = explained["batches"]
     dead_letters = (
-        (read[DEAD_LETTERS], *explained["dead_letters"]) | "AllDeadLetters" >> beam.Flatten()
+        (read[DEAD_LETTERS], *explained[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
     )
+    _count_progress(batches, dead_letters, progress_dir)
+    # One empty PCollection stands in for every disabled stage's output (one runner stage).
+    nothing = p | "Nothing" >> beam.Create([])
+    staged, small_tables, stats = _audit_tables(batches, dead_letters, plan)
+    sanity = _sanity_table(explained["examples"], config, small_tables, nothing)
+    findings_summary = _findings_tables(explained["explained"], plan, staged, small_tables,
+                                        nothing)
+    _report_examples_table(batches, config, small_tables)
+    staged.append(sinks.write_single_file_tables(p, config.output.path, small_tables))
+    counts = {"input_records": read["records"], "damaged_shards": read[DEAD_LETTERS],
+              "saliency_rows": batches, "errors": dead_letters} | "Counts" >> CountOutputs()
+    published = _publish(p, plan, staged, counts, sanity, findings_summary, start_time)
+    return {"batches": batches, "stats": stats, "dead_letters": dead_letters,
+            "sanity": sanity, "manifest": published}
 
-    batches | "CountDone" >> beam.ParDo(
-        progress.CountProgressDoFn(progress.EXAMPLES_DONE, progress_dir))
+
+def _count_progress(batches, dead_letters, progress_dir):
+    """Done examples and dead letters counted as they pass (the progress line)."""
+    batches | "CountDone" >> beam.ParDo(CountProgressDoFn(EXAMPLES_DONE, progress_dir))
     dead_letters | "CountDeadLetters" >> beam.ParDo(
-        progress.CountProgressDoFn(progress.DEAD_LETTERS_SEEN, progress_dir))
+        CountProgressDoFn(DEAD_LETTERS_SEEN, progress_dir))
 
+
+def _audit_tables(batches, dead_letters, plan):
+    """The tables every run writes: ``saliency`` (sharded, through Beam's file sink), and
+    ``stats`` and ``errors`` (one file each, written with the other small tables).
+
+    Returns:
+        ``(staged, small_tables, stats)``: a list holding the saliency write's staged paths,
+        ``{table: (rows, schema)}`` for ``sinks.write_single_file_tables``, and the stats rows.
+    """
+    config = plan.config
     map_dtype = config.output.map_dtype
     saliency_schema = saliency_table.arrow_schema(
         plan.map_shape, map_dtype, manifest.table_metadata(plan.manifest_base, map_dtype))
     arrow_tables = batches | "ToArrowTables" >> beam.Map(
         saliency_table.encode, saliency_schema, map_dtype)
     stats = batches | "Aggregate" >> AggregateStats(plan.class_names)
-    # One empty PCollection stands in for every disabled stage's output (one runner stage).
-    nothing = p | "Nothing" >> beam.Create([])
-    if config.sanity.enabled:
-        sanity = explained["examples"] | "SanityCheck" >> SanityCheck(config)
-    else:
-        sanity = nothing
-    staged = [sinks.write_table(arrow_tables, output_dir, tables.SALIENCY, saliency_schema,
-                                num_shards=config.output.saliency_shards,
+    staged = [sinks.write_table(arrow_tables, config.output.path, tables.SALIENCY,
+                                saliency_schema, num_shards=config.output.saliency_shards,
                                 plain_columns=saliency_table.plain_columns(map_dtype))]
-    small_tables = {  # one Parquet file each, written in one step (sinks.write_single_file_tables)
+    small_tables = {
         tables.STATS: (stats, stats_table.arrow_schema(plan.map_shape)),
         tables.ERRORS: (dead_letters | "ErrorRows" >> beam.Map(errors_table.encode_row),
                         errors_table.ERRORS_SCHEMA),
     }
-    if config.sanity.enabled:
-        small_tables[tables.SANITY] = (sanity, sanity_table.SANITY_SCHEMA)
-    findings_summary = nothing
-    if config.findings.enabled:
-        found = explained["explained"] | "Findings" >> FindStrategyClusters(config,
-                                                                            plan.class_names)
-        findings_summary = found["summary"]
-        staged.append(sinks.write_table(found["assignments"], output_dir, tables.ASSIGNMENTS,
-                                        assignments_table.ASSIGNMENTS_SCHEMA))
-        small_tables[tables.CLUSTERS] = (found["clusters"],
-                                         clusters_table.arrow_schema(config.findings.map_size))
-        small_tables[tables.EMBEDDING] = (found["embedding"], embedding_table.EMBEDDING_SCHEMA)
+    return staged, small_tables, stats
+
+
+def _sanity_table(examples, config, small_tables, nothing):
+    """The ``sanity`` rows (``sanity.enabled``; else ``nothing``), added to ``small_tables``."""
+    if not config.sanity.enabled:
+        return nothing
+    sanity = examples | "SanityCheck" >> SanityCheck(config)
+    small_tables[tables.SANITY] = (sanity, sanity_table.SANITY_SCHEMA)
+    return sanity
+
+
+def _findings_tables(explained, plan, staged, small_tables, nothing):
+    """With ``findings.enabled``: ``assignments`` (sharded, added to ``staged``), ``clusters``
+    and ``embedding`` (added to ``small_tables``). Returns the per-class manifest summaries
+    (``nothing`` when findings are off)."""
+    config = plan.config
+    if not config.findings.enabled:
+        return nothing
+    found = explained | "Findings" >> FindStrategyClusters(config, plan.class_names)
+    staged.append(sinks.write_table(found["assignments"], config.output.path,
+                                    tables.ASSIGNMENTS, assignments_table.ASSIGNMENTS_SCHEMA))
+    small_tables[tables.CLUSTERS] = (found["clusters"],
+                                     clusters_table.arrow_schema(config.findings.map_size))
+    small_tables[tables.EMBEDDING] = (found["embedding"], embedding_table.EMBEDDING_SCHEMA)
+    return found["summary"]
+
+
+def _report_examples_table(batches, config, small_tables):
+    """With ``output.report``: the ``examples`` table (the report's example images)."""
     if config.output.report:
         shown = batches | "ReportExamples" >> CollectReportExamples(config.output.report_top_n)
         small_tables[tables.EXAMPLES] = (shown, examples_table.EXAMPLES_SCHEMA)
-    staged.append(sinks.write_single_file_tables(p, output_dir, small_tables))
 
-    counts = {"input_records": read["records"], "damaged_shards": read[DEAD_LETTERS],
-              "saliency_rows": batches, "errors": dead_letters} | "Counts" >> CountOutputs()
-    published = (
+
+def _publish(p, plan, staged, counts, sanity, findings_summary, start_time):
+    """Once every table is staged: move them into place and write ``manifest.json``."""
+    return (
         p
         | "PublishTrigger" >> beam.Create([None])
         | "Publish" >> beam.ParDo(
-            sinks.PublishDoFn(output_dir, plan.manifest_base, start_time or time.time()),
+            sinks.PublishDoFn(plan.config.output.path, plan.manifest_base,
+                              start_time or time.time()),
             staged=beam.pvalue.AsList(tuple(staged) | "StagedFiles" >> beam.Flatten()),
             counts=beam.pvalue.AsDict(counts), sanity=beam.pvalue.AsList(sanity),
             findings=beam.pvalue.AsList(findings_summary))
     )
-    return {"batches": batches, "stats": stats, "dead_letters": dead_letters,
-            "sanity": sanity, "manifest": published}

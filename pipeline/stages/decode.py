@@ -15,21 +15,12 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.config import PreprocessConfig
-from pipeline.records import STAGE_DECODE
+from pipeline.records import STAGE_DECODE, StageError
 
 # libjpeg's DCT scaling factors, largest first: a ratio r gives ceil(H / r) x ceil(W / r).
 JPEG_RATIOS = (8, 4, 2, 1)
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JXL_SIGNATURES = (b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")
-
-
-class StageError(ValueError):
-    """A per-record failure at a named stage; becomes a dead letter."""
-
-    def __init__(self, stage, message, example_id=None):
-        super().__init__(message)
-        self.stage = stage
-        self.example_id = example_id
 
 
 def _decode_error(message):

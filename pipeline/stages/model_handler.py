@@ -10,31 +10,19 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
 from pipeline import explainers
-from pipeline.records import STAGE_EXPLAIN, DeadLetter
+from pipeline.records import (
+    BATCH_FINISHED_MS,
+    BATCH_STARTED_MS,
+    METRICS_NAMESPACE,
+    STAGE_EXPLAIN,
+    DeadLetter,
+    ExplainedBatch,
+)
 
 # (run, explainer) pairs this process has counted in the `models_built` metric; local runs
 # have several bundle threads sharing one explainer, hence the lock.
 _COUNTED_EXPLAINERS = set()
 _COUNTED_LOCK = threading.Lock()
-# Beam distributions of each batch step's start and end (unix time in ms): their min and max
-# give the run's batch window (``batch_window``).
-BATCH_STARTED_MS = "batch_started_unix_ms"
-BATCH_FINISHED_MS = "batch_finished_unix_ms"
-
-
-class ExplainedBatch:
-    """The examples of one batch with their explanation.
-
-    Attributes:
-        examples: the PreparedExamples that were explained, in order.
-        explanation: a ``gbp_ops.Explanation`` for exactly those examples (None if empty).
-        dead_letters: DeadLetters for examples of the batch that could not be explained.
-    """
-
-    def __init__(self, examples, explanation, dead_letters):
-        self.examples = examples
-        self.explanation = explanation
-        self.dead_letters = dead_letters
 
 
 class GuidedBackpropModelHandler(ModelHandler):
@@ -66,12 +54,14 @@ class GuidedBackpropModelHandler(ModelHandler):
         if first_use:
             beam.metrics.Metrics.counter("gbp_audit", "models_built").inc()
         beam.metrics.Metrics.counter("gbp_audit", "batches_explained").inc()
-        beam.metrics.Metrics.distribution("gbp_audit", BATCH_STARTED_MS).update(
+        # Each step's start and end: the launcher's timing line reads the run's batch window
+        # from them (``pipeline.outputs.summary.batch_window``).
+        beam.metrics.Metrics.distribution(METRICS_NAMESPACE, BATCH_STARTED_MS).update(
             int(time.time() * 1000))
         try:
             return [self._explain_batch(list(batch), model)]
         finally:
-            beam.metrics.Metrics.distribution("gbp_audit", BATCH_FINISHED_MS).update(
+            beam.metrics.Metrics.distribution(METRICS_NAMESPACE, BATCH_FINISHED_MS).update(
                 int(time.time() * 1000))
 
     def _explain_batch(self, examples, model):
@@ -82,33 +72,6 @@ class GuidedBackpropModelHandler(ModelHandler):
             logging.warning("gbp-audit: batch failed (%s); explaining its examples one by one",
                             error)
         return _explain_one_by_one(model, examples, smoothgrad)
-
-
-def batch_window(result):
-    """When the run's batch steps ran, from a finished run's committed metrics.
-
-    Args:
-        result: a Beam ``PipelineResult`` whose metrics can be queried (a finished run).
-
-    Returns:
-        ``(first started, last finished)``, unix seconds as floats, or None when no batch ran
-        or the runner gives no committed distributions.
-    """
-    from apache_beam.metrics.metric import MetricsFilter
-
-    def committed(name):
-        query = MetricsFilter().with_namespace("gbp_audit").with_name(name)
-        return [entry.committed for entry in result.metrics().query(query)["distributions"]
-                if entry.committed is not None and entry.committed.count]
-
-    try:
-        starts, ends = committed(BATCH_STARTED_MS), committed(BATCH_FINISHED_MS)
-    except Exception:  # noqa: BLE001 - a runner without metrics: no window, not an error
-        return None
-    if not starts or not ends:
-        return None
-    return (min(found.min for found in starts) / 1000.0,
-            max(found.max for found in ends) / 1000.0)
 
 
 def _explain(model, examples, smoothgrad=False):

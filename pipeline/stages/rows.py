@@ -1,52 +1,19 @@
 """Explained batches -> audit rows: reduced maps, per-example statistics, Arrow tables."""
 
-import dataclasses
-
 import apache_beam as beam
 import numpy as np
 
 from gbp_ops import maps as map_ops
 from gbp_ops import statistics
-from pipeline.records import STAGE_NON_FINITE, DeadLetter
-from pipeline.stages.read import DEAD_LETTERS
+from pipeline.records import (
+    DEAD_LETTERS,
+    STAGE_NON_FINITE,
+    AuditBatch,
+    DeadLetter,
+    class_name,
+    finite_rows,
+)
 from pipeline.tables import saliency as saliency_table
-
-
-@dataclasses.dataclass
-class AuditBatch:
-    """Columns of explained rows, as numpy arrays of length N.
-
-    Attributes:
-        columns: column name -> ``(N,)`` array (object arrays for strings / nullable ints).
-        maps: float32 ``(N, h, w)`` reduced (and downsampled) maps, before storage dtype.
-        statistics: float64 ``(N, S)`` in ``gbp_ops.statistics.AGGREGATED_STATISTICS`` order.
-        displays: uint8 ``(N, H, W, 3)`` input images (for report overlays; not written).
-    """
-
-    columns: dict
-    maps: np.ndarray
-    statistics: np.ndarray
-    displays: np.ndarray
-
-    def __len__(self):
-        return len(self.maps)
-
-    def statistic(self, name):
-        """float64 ``(N,)`` values of one statistic of ``AGGREGATED_STATISTICS``."""
-        return self.statistics[:, statistics.AGGREGATED_STATISTICS.index(name)]
-
-
-def _name_of(index, class_names):
-    if index is None or not (0 <= index < len(class_names)):
-        return None
-    return class_names[index]
-
-
-def finite_rows(maps, target_scores):
-    """bool ``(N,)``: the rows the saliency table keeps, whose ``(N, h, w)`` map and target
-    score are all finite (the others become dead letters)."""
-    return (np.isfinite(maps).reshape(len(maps), -1).all(axis=1)
-            & np.isfinite(target_scores))
 
 
 def build_audit_batch(explained, config, class_names):
@@ -86,11 +53,11 @@ def build_audit_batch(explained, config, class_names):
         saliency_table.EXAMPLE_ID: np.array([e.example_id for e in kept], object),
         saliency_table.POSITION: np.array([e.position for e in kept], object),
         saliency_table.LABEL: np.array(labels, object),
-        saliency_table.LABEL_NAME: np.array([_name_of(label, class_names) for label in labels],
+        saliency_table.LABEL_NAME: np.array([class_name(label, class_names) for label in labels],
                                             object),
         saliency_table.PREDICTED: predicted,
-        saliency_table.PREDICTED_NAME: np.array([_name_of(int(p), class_names) for p in predicted],
-                                        object),
+        saliency_table.PREDICTED_NAME: np.array(
+            [class_name(int(p), class_names) for p in predicted], object),
         saliency_table.TARGET: explanation.targets[keep],
         saliency_table.TARGET_SCORE: explanation.target_scores[keep].astype(np.float32),
         saliency_table.TARGET_PROB: target_probs[keep].astype(np.float32),

@@ -3,17 +3,11 @@ explains (same config -> explainer mapping, same targets, same SmoothGrad seeds)
 model randomization, and the class-sensitivity check (the explained class's map against
 another class's map)."""
 
-import hashlib
-
 import apache_beam as beam
 import numpy as np
 
+from pipeline.records import sample_key
 from pipeline.tables import sanity as sanity_table
-
-
-def sample_key(example_id):
-    """A stable pseudo-random key of an example id, so the same inputs give the same sample."""
-    return hashlib.sha1(example_id.encode("utf-8")).hexdigest()
 
 
 def check_inputs(config, examples):

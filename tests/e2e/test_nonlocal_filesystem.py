@@ -30,7 +30,7 @@ from apache_beam.io.filesystem import (
 from apache_beam.io.filesystems import FileSystems
 
 import pipeline
-from pipeline import cli
+from pipeline.launch import job
 from pipeline.outputs import sinks
 from pipeline.outputs.manifest import MANIFEST
 from tests.e2e import helpers
@@ -231,7 +231,7 @@ def test_counts_reconcile_and_manifest_is_on_the_remote_filesystem(remote_run):
     # stored manifest.
     assert manifest["report"] == f"{remote_run['output']}/report.html"
     assert stored == {key: value for key, value in manifest.items()
-                      if key not in cli.LAUNCHER_FIELDS}
+                      if key not in job.LAUNCHER_FIELDS}
     counts = manifest["counts"]
     assert counts["input"] == NUM_EXAMPLES
     assert counts["saliency_rows"] == NUM_EXAMPLES

@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from gbp_ops import errors
 from pipeline import cli
-from pipeline.launch import preflight
+from pipeline.launch import options as launch_options
+from pipeline.stages import read
 from tests.e2e import helpers
 
 
@@ -49,7 +50,7 @@ def test_input_pattern_matches_nothing(capsys, assets):
     pattern = str(assets / "missing-*.tfrecord")
     code, err = _main(capsys, assets, f"source.pattern={pattern}")
     assert code == cli.EXIT_USAGE
-    assert err == [f"gbp-audit: error: {preflight.NO_INPUT_FILES.format(pattern=pattern)}"]
+    assert err == [f"gbp-audit: error: {read.NO_INPUT_FILES.format(pattern=pattern)}"]
 
 
 def test_model_missing(capsys, assets):
@@ -126,8 +127,8 @@ def test_local_runs_default_to_two_threads_unless_the_user_chose(beam_args, expe
                                                                    expected_workers):
     from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
-    options = cli.beam_options(beam_args)
-    assert options.view_as(StandardOptions).runner in cli.LOCAL_RUNNERS
+    options = launch_options.beam_options(beam_args)
+    assert options.view_as(StandardOptions).runner in launch_options.LOCAL_RUNNERS
     assert options.view_as(DirectOptions).direct_running_mode == expected_mode
     assert options.view_as(DirectOptions).direct_num_workers == expected_workers
 
@@ -135,6 +136,6 @@ def test_local_runs_default_to_two_threads_unless_the_user_chose(beam_args, expe
 def test_remote_runners_get_no_local_parallelism_flags():
     from apache_beam.options.pipeline_options import DirectOptions
 
-    options = cli.beam_options(["--runner=DataflowRunner"])
+    options = launch_options.beam_options(["--runner=DataflowRunner"])
     assert options.view_as(DirectOptions).direct_running_mode == "in_memory"
     assert "direct_num_workers" not in options.get_all_options(drop_default=True)

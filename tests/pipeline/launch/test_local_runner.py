@@ -5,8 +5,8 @@ import inspect
 
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
 
-from pipeline import cli
 from pipeline.launch import local_runner
+from pipeline.launch import options as launch_options
 
 
 def test_embedded_workers_read_the_constant_the_workaround_sets():
@@ -17,8 +17,8 @@ def test_embedded_workers_read_the_constant_the_workaround_sets():
 
 def test_multi_threaded_local_runs_get_no_timed_flush(monkeypatch):
     monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 1000)
-    cli.beam_options(["--direct_running_mode=in_memory"])
+    launch_options.beam_options(["--direct_running_mode=in_memory"])
     assert worker_handlers.DATA_BUFFER_TIME_LIMIT_MS == 1000
-    options = cli.beam_options([])
+    options = launch_options.beam_options([])
     assert options.get_all_options()["direct_running_mode"] == "multi_threading"
     assert worker_handlers.DATA_BUFFER_TIME_LIMIT_MS == local_runner.NO_TIMED_FLUSH_MS

@@ -6,10 +6,12 @@ import json
 import numpy as np
 import tensorflow as tf
 
+from pipeline import records
 from pipeline.config import SourceConfig
 from pipeline.launch import progress
 from pipeline.records import DeadLetter
-from pipeline.stages import read
+from pipeline.stages.progress import CountProgressDoFn
+from pipeline.stages.read import ReadSource
 
 
 class _Batch:
@@ -23,8 +25,8 @@ class _Batch:
 def test_counts_of_several_processes_are_summed(tmp_path):
     (tmp_path / "111.json").write_text(json.dumps({"examples_done": 40, "dead_letters": 2}))
     (tmp_path / "222.json.partial").write_text("{half")  # a file being replaced is skipped
-    done = progress.CountProgressDoFn(progress.EXAMPLES_DONE, str(tmp_path))
-    dead = progress.CountProgressDoFn(progress.DEAD_LETTERS_SEEN, str(tmp_path))
+    done = CountProgressDoFn(records.EXAMPLES_DONE, str(tmp_path))
+    dead = CountProgressDoFn(records.DEAD_LETTERS_SEEN, str(tmp_path))
     done.setup()
     dead.setup()
     for size in (32, 32, 7):
@@ -50,5 +52,5 @@ def test_tfrecord_totals_are_counted_from_headers(tmp_path):
         with tf.io.TFRecordWriter(str(tmp_path / name)) as writer:
             for _ in range(count):
                 writer.write(rng.bytes(int(rng.integers(0, 3000))))
-    total, how = read.expected_total(SourceConfig(pattern=str(tmp_path / "*.tfrecord")))
+    total, how = ReadSource(SourceConfig(pattern=str(tmp_path / "*.tfrecord"))).expected_total()
     assert total == sum(sizes.values()) and "headers" in how

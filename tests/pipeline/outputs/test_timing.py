@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pipeline import cli
+from pipeline.outputs import summary
 from tests.e2e.helpers import REPO
 
 
@@ -19,7 +19,7 @@ def _bench():
 
 
 def test_timing_fields_split_the_wall_around_the_batch_window():
-    timing = cli.timing_fields((1000.25, 1100.0), launched=990.0, finished=1106.5)
+    timing = summary.timing_fields((1000.25, 1100.0), launched=990.0, finished=1106.5)
     assert timing == {"before_first_batch_seconds": 10.2, "batch_seconds": 99.8,
                       "after_last_batch_seconds": 6.5}
 
@@ -30,6 +30,6 @@ def test_the_bench_reads_back_the_summary_line():
                 "config": {"output": {"path": "/tmp/x"}},
                 "timing": {"before_first_batch_seconds": 9.8, "batch_seconds": 112.3,
                            "after_last_batch_seconds": 6.1}}
-    found = _bench().TIMING_LINE.search(cli.summary(manifest))
+    found = _bench().TIMING_LINE.search(summary.summary(manifest))
     assert found and tuple(map(float, found.groups())) == (9.8, 112.3, 6.1)
     assert _bench().outside_batches(130.0, manifest) == pytest.approx(17.7)

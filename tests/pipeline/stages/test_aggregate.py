@@ -3,8 +3,8 @@
 import numpy as np
 
 from gbp_ops import aggregates
+from pipeline.records import AuditBatch
 from pipeline.stages.aggregate import group_keys, group_map_sums
-from pipeline.stages.rows import AuditBatch
 from pipeline.tables import saliency as saliency_table
 from pipeline.tables import stats as stats_table
 

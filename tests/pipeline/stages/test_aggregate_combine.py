@@ -15,13 +15,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that
 
 from gbp_ops import aggregates, statistics
+from pipeline.records import AuditBatch
 from pipeline.stages.aggregate import (
     AggregateStats,
     MergeStatsFn,
     PartialAggregatesDoFn,
     group_keys,
 )
-from pipeline.stages.rows import AuditBatch
 
 STAT_NAMES = (*statistics.STATISTIC_NAMES, statistics.BOX_SHARE)  # the statistics array order
 # AuditBatch column keys are the saliency table's column names.

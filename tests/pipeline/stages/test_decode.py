@@ -11,8 +11,8 @@ import tensorflow as tf
 from PIL import Image
 
 from pipeline.config import PreprocessConfig, SourceConfig
+from pipeline.records import StageError
 from pipeline.stages import decode
-from pipeline.stages.decode import StageError
 
 SOURCE = SourceConfig(pattern="x")
 

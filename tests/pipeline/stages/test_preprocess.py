@@ -4,19 +4,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pipeline import images
 from pipeline.config import PreprocessConfig, SourceConfig
-from pipeline.stages import preprocess
-from pipeline.stages.preprocess import StageError
+from pipeline.records import StageError
+from pipeline.stages import decode, preprocess
 
 
 def test_scalings_by_hand():
     pixel = np.array([[[255.0, 0.0, 127.5]]], np.float32)
-    np.testing.assert_allclose(preprocess.scale_pixels(pixel, "unit"), [[[1.0, 0.0, 0.5]]])
-    np.testing.assert_allclose(preprocess.scale_pixels(pixel, "symmetric"), [[[1.0, -1.0, 0.0]]])
+    np.testing.assert_allclose(images.scale_pixels(pixel, "unit"), [[[1.0, 0.0, 0.5]]])
+    np.testing.assert_allclose(images.scale_pixels(pixel, "symmetric"), [[[1.0, -1.0, 0.0]]])
     np.testing.assert_allclose(
-        preprocess.scale_pixels(pixel, "imagenet"),
+        images.scale_pixels(pixel, "imagenet"),
         [[[(1 - 0.485) / 0.229, (0 - 0.456) / 0.224, (0.5 - 0.406) / 0.225]]], rtol=1e-6)
-    np.testing.assert_allclose(preprocess.scale_pixels(pixel, "caffe"),
+    np.testing.assert_allclose(images.scale_pixels(pixel, "caffe"),
                                [[[127.5 - 103.939, 0.0 - 116.779, 255.0 - 123.68]]], rtol=1e-6)
 
 
@@ -43,15 +44,15 @@ def test_decode_png_jpeg_and_raw():
     image = np.random.default_rng(1).integers(0, 256, (6, 5, 3), dtype=np.uint8)
     source = SourceConfig(pattern="x")
     np.testing.assert_array_equal(
-        preprocess.decode_image(tf.io.encode_png(image).numpy(), source), image)
-    jpeg = preprocess.decode_image(tf.io.encode_jpeg(image).numpy(), source)
+        decode.decode_image(tf.io.encode_png(image).numpy(), source), image)
+    jpeg = decode.decode_image(tf.io.encode_jpeg(image).numpy(), source)
     assert jpeg.shape == (6, 5, 3)
     raw = SourceConfig(pattern="x", image_encoding="raw", raw_dtype="uint8", raw_shape=(6, 5, 3))
-    np.testing.assert_array_equal(preprocess.decode_image(image.tobytes(), raw), image)
+    np.testing.assert_array_equal(decode.decode_image(image.tobytes(), raw), image)
     float_raw = SourceConfig(pattern="x", image_encoding="raw", raw_dtype="float32",
                              raw_shape=(6, 5, 3))
     as_float = (image / 255.0).astype(np.float32)
-    decoded = preprocess.decode_image(as_float.tobytes(), float_raw)
+    decoded = decode.decode_image(as_float.tobytes(), float_raw)
     np.testing.assert_allclose(preprocess.to_pixel_range(decoded), image, rtol=1e-5)
 
 
@@ -65,7 +66,7 @@ def test_decode_png_jpeg_and_raw():
 )
 def test_decode_errors_are_stage_errors(data, source, message):
     with pytest.raises(StageError) as raised:
-        preprocess.decode_image(data, source)
+        decode.decode_image(data, source)
     assert raised.value.stage == "decode" and message in str(raised.value)
 
 
@@ -145,7 +146,7 @@ def test_model_input_from_display_rebuilds_an_unresized_8_bit_input(scaling, sou
     config = PreprocessConfig(scaling=scaling)
     inputs, displays = zip(*(preprocess.preprocess_with_display(image, (20, 30, channels),
                                                                 config) for _ in range(2)))
-    rebuilt = preprocess.model_input_from_display(np.stack(displays), channels, scaling)
+    rebuilt = images.model_input_from_display(np.stack(displays), channels, scaling)
     np.testing.assert_array_equal(rebuilt, np.stack(inputs))
 
 
@@ -157,6 +158,6 @@ def test_model_input_from_display_rebuilds_an_unresized_8_bit_input(scaling, sou
 def test_model_input_from_display_is_within_half_a_grey_level_otherwise(image, channels):
     inputs, display = preprocess.preprocess_with_display(image, (20, 30, channels),
                                                          PreprocessConfig(scaling="unit"))
-    rebuilt = preprocess.model_input_from_display(display, channels, "unit")
+    rebuilt = images.model_input_from_display(display, channels, "unit")
     assert rebuilt.shape == inputs.shape
     assert np.abs(rebuilt - inputs).max() <= 0.5 / 255 + 1e-6
