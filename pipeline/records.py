@@ -161,7 +161,6 @@ def class_name(index, class_names):
 
 
 def class_label(index, name=None):
-    """How every output names a class: ``'stripes (class 1)'``, or ``'class 1'`` without a
-    name (``name`` None, empty or not a string, e.g. a missing value read back from Parquet)."""
-    index = int(index)
-    return f"{name} (class {index})" if isinstance(name, str) and name else f"class {index}"
+    """How every output names a class: its name (``'stripes'``), or ``'class 1'`` without one
+    (``name`` None, empty or not a string, e.g. a missing value read back from Parquet)."""
+    return name if isinstance(name, str) and name else f"class {int(index)}"

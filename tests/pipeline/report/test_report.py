@@ -11,7 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from demo.assets import synthesize_shapes, write_tfrecord_shards
+from gbp_ops import sanity
 from pipeline import rankings, report
+from pipeline.config import jsonable
 from pipeline.outputs import loader
 from pipeline.report import flags as report_flags
 from pipeline.tables import errors as errors_table
@@ -46,6 +48,10 @@ def _write_sanity_table(output):
     (output / "sanity").mkdir(exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=sanity_table.SANITY_SCHEMA),
                    output / "sanity" / "sanity-00000-of-00001.parquet")
+    # The publish step's manifest field for those rows (the report prints its verdict).
+    manifest = json.loads((output / "manifest.json").read_text())
+    manifest["sanity"] = jsonable(sanity.sanity_fields(rows))
+    (output / "manifest.json").write_text(json.dumps(manifest))
 
 
 def _ranked_by_pandas(frame, column, ascending, count):
@@ -83,7 +89,7 @@ def test_report_with_overlays_and_sanity(run, tmp_path):
     alts = [alt for alt, _ in pictures]
     mean_maps = sorted(alt for alt in alts if alt.startswith("mean map: "))
     assert mean_maps == sorted(
-        f"mean map: {row['class_name']} (class {int(row['class'])}), n={int(row['count'])}"
+        f"mean map: {row['class_name']}, n={int(row['count'])}"
         for _, row in classes.iterrows())
     assert {"border_share per class", "top5_share per class", "entropy per class"} <= set(alts)
     shown = [image for alt, image in pictures if alt.startswith("#")]
@@ -173,7 +179,7 @@ def test_border_flag_compares_a_class_with_the_rest_of_the_dataset():
     stats = _stats(classes, _pooled([c[1:] for c in classes]))
     flags = report_flags.border_flags(stats)
     assert [flag.class_index for flag in flags] == [2]
-    assert "c2 (class 2)" in flags[0].message and "2.7x" in flags[0].message
+    assert "c2: mean border share" in flags[0].message and "2.7x" in flags[0].message
     # 1.5x the rest but within noise: a 3-example class is not flagged.
     noisy = [(0, 200, 0.10, 0.03), (1, 3, 0.20, 0.2)]
     assert report_flags.border_flags(_stats(noisy, _pooled([c[1:] for c in noisy]))) == []
