@@ -93,24 +93,32 @@ class GuidedBackprop:
         smoothgrad_samples=0,
         smoothgrad_sigma=0.15,
     ):
+        # Every explainer of the family (the SavedModel ones too) is built by these four steps;
+        # a model family overrides ``_build_model``, a method ``_build_method``.
         self._set_options(batch_size, layer_name, reduction, smoothgrad_samples,
                           smoothgrad_sigma)
+        self._build_model(model, strip_final_activation, allow_unguided)
+        self._build_method(model, strip_final_activation, allow_unguided)
+        self._compile_step(compile)
+
+    def _build_model(self, model, strip_final_activation, allow_unguided):
+        """Sets what the explained model is: ``guided_sites``, ``unguided_sites``,
+        ``explained_space``, ``stripped_activation``, ``input_shape``, the number of outputs
+        and ``_scorer``; here by rewriting a Keras model (``guide_model``)."""
         rewrite = guide_model(model, strip_final_activation, allow_unguided, rule=self.relu_rule)
         self.guided_sites = rewrite.guided_sites
         self.unguided_sites = rewrite.unguided_sites
         self.explained_space = rewrite.explained_space
         self.stripped_activation = rewrite.stripped_activation
-        if layer_name is not None:
-            self.explained_space = f"layer:{layer_name}"
-        self._scorer = scoring_model(rewrite.model, layer_name)
+        if self.layer_name is not None:
+            self.explained_space = f"layer:{self.layer_name}"
+        self._scorer = scoring_model(rewrite.model, self.layer_name)
         self._set_input_shape(rewrite.model.inputs[0].shape[1:])
         self._set_num_outputs(int(self._scorer.outputs[0].shape[-1]))
-        self._build_method(model, strip_final_activation, allow_unguided)
-        self._compile_step(compile)
 
     def _set_options(self, batch_size, layer_name, reduction, smoothgrad_samples,
                      smoothgrad_sigma):
-        """Checks and keeps the settings every explainer has (also the SavedModel ones)."""
+        """Checks and keeps the settings every explainer has."""
         if int(smoothgrad_samples) < 0 or not float(smoothgrad_sigma) >= 0:
             raise errors.GBPError(errors.BAD_SMOOTHGRAD.format(
                 samples=smoothgrad_samples, sigma=smoothgrad_sigma))
@@ -241,17 +249,11 @@ class GuidedBackprop:
         Raises:
             GBPError: images of the wrong shape, or targets or seeds of the wrong shape or range.
         """
-        images = self._check_images(images)
-        targets = self._check_targets(targets, len(images))
-        seeds = self._check_seeds(seeds, len(images))
-        parts = [self._explain_chunk(*(array[i:i + self.batch_size]
-                                       for array in (images, targets, seeds)))
-                 for i in range(0, len(images), self.batch_size)]
-        if not parts:
-            parts = [self._explain_chunk(images, targets, seeds)]
-        maps, scores, predicted, chosen, target_scores = (
-            np.concatenate(column) for column in zip(*parts)
-        )
+        images = check_images(images, self.input_shape)
+        targets = check_targets(targets, len(images), self.num_classes)
+        seeds = check_seeds(seeds, len(images))
+        maps, scores, predicted, chosen, target_scores = run_in_batches(
+            self._explain_chunk, (images, targets, seeds), self.batch_size)
         return Explanation(
             maps=maps,
             scores=scores,
@@ -262,9 +264,10 @@ class GuidedBackprop:
         )
 
     def _explain_chunk(self, images, targets, seeds):
+        """One compiled step on at most ``batch_size`` rows, padded to the step's fixed batch."""
         count = len(images)
         self.num_steps += 1
-        outputs = self._step(*(tf.constant(_pad_rows(array, self.batch_size))
+        outputs = self._step(*(tf.constant(pad_rows(array, self.batch_size))
                                for array in (images, targets, seeds)))
         return tuple(np.asarray(t)[:count] for t in outputs)
 
@@ -278,7 +281,7 @@ class GuidedBackprop:
         Returns:
             int64 ``(N,)``.
         """
-        images = self._check_images(images)
+        images = check_images(images, self.input_shape)
         chunks = [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
         predicted = [np.asarray(self._forward(tf.constant(chunk, tf.float32))) for chunk in chunks]
         return np.concatenate(predicted).astype(np.int64) if predicted else np.zeros(0, np.int64)
@@ -298,41 +301,57 @@ class GuidedBackprop:
         shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
         return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
 
-    def _check_images(self, images):
-        images = np.asarray(images)
-        if images.ndim != 4 or tuple(images.shape[1:]) != self.input_shape:
-            raise errors.GBPError(
-                errors.BAD_IMAGE_SHAPE.format(expected=self._shape_text(), got=images.shape)
-            )
-        return images.astype(np.float32, copy=False)
 
-    def _shape_text(self):
-        return ", ".join(str(d) for d in self.input_shape)
-
-    def _check_targets(self, targets, count):
-        if targets is None:
-            return np.full(count, TARGET_PREDICTED, np.int32)
-        targets = np.asarray(targets)
-        if targets.shape != (count,) or not np.issubdtype(targets.dtype, np.integer):
-            raise errors.GBPError(errors.BAD_TARGETS_SHAPE.format(count=count, got=targets.shape))
-        bad = targets[(targets >= self.num_classes) | (targets < TARGET_PREDICTED)]
-        if bad.size:
-            raise errors.GBPError(
-                errors.TARGET_OUT_OF_RANGE.format(target=int(bad[0]), num_classes=self.num_classes)
-            )
-        return targets.astype(np.int32)
+def check_images(images, input_shape):
+    """float32 ``(N, *input_shape)`` images; raises GBPError for any other shape."""
+    images = np.asarray(images)
+    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(input_shape):
+        raise errors.GBPError(errors.BAD_IMAGE_SHAPE.format(
+            expected=", ".join(str(d) for d in input_shape), got=images.shape))
+    return images.astype(np.float32, copy=False)
 
 
-    def _check_seeds(self, seeds, count):
-        if seeds is None:
-            return np.arange(count, dtype=np.int64)
-        seeds = np.asarray(seeds)
-        if seeds.shape != (count,) or not np.issubdtype(seeds.dtype, np.integer):
-            raise errors.GBPError(errors.BAD_SEEDS_SHAPE.format(count=count, got=seeds.shape))
-        return seeds.astype(np.int64)
+def check_targets(targets, count, num_classes):
+    """int32 ``(count,)`` targets (None: all ``TARGET_PREDICTED``); raises GBPError for a wrong
+    shape or a class outside ``[TARGET_PREDICTED, num_classes)``."""
+    if targets is None:
+        return np.full(count, TARGET_PREDICTED, np.int32)
+    targets = np.asarray(targets)
+    if targets.shape != (count,) or not np.issubdtype(targets.dtype, np.integer):
+        raise errors.GBPError(errors.BAD_TARGETS_SHAPE.format(count=count, got=targets.shape))
+    bad = targets[(targets >= num_classes) | (targets < TARGET_PREDICTED)]
+    if bad.size:
+        raise errors.GBPError(
+            errors.TARGET_OUT_OF_RANGE.format(target=int(bad[0]), num_classes=num_classes)
+        )
+    return targets.astype(np.int32)
 
 
-def _pad_rows(array, size):
+def check_seeds(seeds, count):
+    """int64 ``(count,)`` SmoothGrad seeds (None: example i gets seed i); raises GBPError for a
+    wrong shape or dtype."""
+    if seeds is None:
+        return np.arange(count, dtype=np.int64)
+    seeds = np.asarray(seeds)
+    if seeds.shape != (count,) or not np.issubdtype(seeds.dtype, np.integer):
+        raise errors.GBPError(errors.BAD_SEEDS_SHAPE.format(count=count, got=seeds.shape))
+    return seeds.astype(np.int64)
+
+
+def run_in_batches(step, arrays, batch_size):
+    """``step(*chunks)`` on consecutive ``batch_size`` rows of the equal-length ``arrays``
+    (once on the empty arrays when there are no rows); each output column concatenated.
+
+    Args:
+        step: ``(*arrays' rows) -> tuple of (n, ...) arrays``.
+    """
+    count = len(arrays[0])
+    parts = [step(*(array[i:i + batch_size] for array in arrays))
+             for i in range(0, count, batch_size)] or [step(*arrays)]
+    return tuple(np.concatenate(column) for column in zip(*parts))
+
+
+def pad_rows(array, size):
     """Pads ``array`` (n, ...) with zero rows to ``size`` rows (n <= size)."""
     pad = size - len(array)
     if not pad:
