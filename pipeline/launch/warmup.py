@@ -29,7 +29,7 @@ import sys
 import threading
 
 # Top-level packages Keras imports only for features a run does not use (checked by
-# tests/pipeline/test_warmup.py against the pinned Keras).
+# tests/pipeline/launch/test_warmup.py against the pinned Keras).
 KERAS_OPTIONAL_PACKAGES = ("matplotlib", "sklearn", "scipy")
 
 
