@@ -1,0 +1,59 @@
+"""Every table's schema and column descriptions in one place: for the empty tables a run
+writes, ``pipeline.load_table``, ``docs/SCHEMA.md`` (``pipeline.outputs.schema_page``) and the
+engine-compatibility tests.
+"""
+
+from pipeline import tables
+from pipeline.tables import (
+    assignments,
+    clusters,
+    embedding,
+    errors,
+    examples,
+    saliency,
+    sanity,
+    stats,
+)
+
+MODULES = {tables.SALIENCY: saliency, tables.STATS: stats, tables.ERRORS: errors,
+           tables.SANITY: sanity, tables.EXAMPLES: examples, tables.CLUSTERS: clusters,
+           tables.ASSIGNMENTS: assignments, tables.EMBEDDING: embedding}
+
+
+def schemas(map_shape, map_dtype, map_size, metadata=None):
+    """``{table: pa.Schema}`` of every table.
+
+    Args:
+        map_shape: ``(h, w)`` of the stored maps (manifest ``map_shape``).
+        map_dtype: ``output.map_dtype``.
+        map_size: ``findings.map_size``.
+        metadata: the saliency table's gbp_audit metadata dict (default ``{}``).
+    """
+    return {
+        tables.SALIENCY: saliency.arrow_schema(map_shape, map_dtype, metadata or {}),
+        tables.STATS: stats.arrow_schema(map_shape),
+        tables.ERRORS: errors.ERRORS_SCHEMA,
+        tables.SANITY: sanity.SANITY_SCHEMA,
+        tables.EXAMPLES: examples.EXAMPLES_SCHEMA,
+        tables.CLUSTERS: clusters.arrow_schema(map_size),
+        tables.ASSIGNMENTS: assignments.ASSIGNMENTS_SCHEMA,
+        tables.EMBEDDING: embedding.EMBEDDING_SCHEMA,
+    }
+
+
+def enabled_tables(config):
+    """The tables a run with ``config`` (a RunConfig) writes, in ``tables.TABLES`` order."""
+    enabled = {tables.SALIENCY, tables.STATS, tables.ERRORS}
+    if config.sanity.enabled:
+        enabled.add(tables.SANITY)
+    if config.output.report:
+        enabled.add(tables.EXAMPLES)
+    if config.findings.enabled:
+        enabled |= {tables.CLUSTERS, tables.ASSIGNMENTS, tables.EMBEDDING}
+    return tuple(name for name in tables.TABLES if name in enabled)
+
+
+def description(table):
+    """``(table sentence, {column: (unit, meaning)})`` of one table."""
+    module = MODULES[table]
+    return module.DESCRIPTION, module.COLUMNS
