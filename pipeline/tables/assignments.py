@@ -14,8 +14,9 @@ ASSIGNMENTS_SCHEMA = with_nullable_ints(pa.schema([
     pa.field(CLUSTER, pa.int64()),
 ]), (CLUSTER,))
 
-DESCRIPTION = "The strategy cluster of every explained example, within its explained class."
-COLUMNS = {
+ASSIGNMENTS_DESCRIPTION = ("The strategy cluster of every explained example, within its explained "
+                           "class.")
+ASSIGNMENTS_COLUMNS = {
     EXAMPLE_ID: ("", "the example (saliency.example_id)"),
     TARGET: ("class index", "the explained class"),
     CLUSTER: ("", "its cluster within the class (clusters.cluster); null when the class was "

@@ -15,9 +15,16 @@ from pipeline.tables import (
     stats,
 )
 
-MODULES = {tables.SALIENCY: saliency, tables.STATS: stats, tables.ERRORS: errors,
-           tables.SANITY: sanity, tables.EXAMPLES: examples, tables.CLUSTERS: clusters,
-           tables.ASSIGNMENTS: assignments, tables.EMBEDDING: embedding}
+DESCRIPTIONS = {
+    tables.SALIENCY: (saliency.SALIENCY_DESCRIPTION, saliency.SALIENCY_COLUMNS),
+    tables.STATS: (stats.STATS_DESCRIPTION, stats.STATS_COLUMNS),
+    tables.ERRORS: (errors.ERRORS_DESCRIPTION, errors.ERRORS_COLUMNS),
+    tables.SANITY: (sanity.SANITY_DESCRIPTION, sanity.SANITY_COLUMNS),
+    tables.EXAMPLES: (examples.EXAMPLES_DESCRIPTION, examples.EXAMPLES_COLUMNS),
+    tables.CLUSTERS: (clusters.CLUSTERS_DESCRIPTION, clusters.CLUSTERS_COLUMNS),
+    tables.ASSIGNMENTS: (assignments.ASSIGNMENTS_DESCRIPTION, assignments.ASSIGNMENTS_COLUMNS),
+    tables.EMBEDDING: (embedding.EMBEDDING_DESCRIPTION, embedding.EMBEDDING_COLUMNS),
+}
 
 
 def schemas(map_shape, map_dtype, map_size, metadata=None):
@@ -55,5 +62,4 @@ def enabled_tables(config):
 
 def description(table):
     """``(table sentence, {column: (unit, meaning)})`` of one table."""
-    module = MODULES[table]
-    return module.DESCRIPTION, module.COLUMNS
+    return DESCRIPTIONS[table]

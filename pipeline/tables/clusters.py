@@ -23,9 +23,9 @@ OCCLUDED_EXAMPLES = "occluded_examples"
 FLAGGED = "flagged"
 REASON = "reason"
 
-DESCRIPTION = ("One row per (explained class, strategy cluster) of the findings stage, with its "
-               "occlusion test and whether it is flagged.")
-COLUMNS = {
+CLUSTERS_DESCRIPTION = ("One row per (explained class, strategy cluster) of the findings stage, "
+                        "with its occlusion test and whether it is flagged.")
+CLUSTERS_COLUMNS = {
     CLASS: ("class index", "the explained class"),
     CLASS_NAME: ("", "the explained class's name; null without class names"),
     CLUSTER: ("", "the cluster's index within its class, 0-based"),

@@ -19,9 +19,9 @@ EMBEDDING_SCHEMA = with_nullable_ints(pa.schema([
     pa.field(EMBEDDING_Y, pa.float64()),
 ]), ())
 
-DESCRIPTION = ("A 2-D view of each class's clustered sample (first two non-trivial "
-               "eigenvectors of its normalised graph Laplacian).")
-COLUMNS = {
+EMBEDDING_DESCRIPTION = ("A 2-D view of each class's clustered sample (first two non-trivial "
+                         "eigenvectors of its normalised graph Laplacian).")
+EMBEDDING_COLUMNS = {
     EXAMPLE_ID: ("", "the sampled example"),
     CLASS: ("class index", "the explained class"),
     CLUSTER: ("", "its cluster within the class (clusters.cluster)"),

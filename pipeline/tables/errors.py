@@ -15,8 +15,8 @@ ERRORS_SCHEMA = with_nullable_ints(pa.schema([
     pa.field(ERROR, pa.string(), nullable=False),
 ]), ())
 
-DESCRIPTION = "Dead letters: the inputs that could not be processed, with the stage and why."
-COLUMNS = {
+ERRORS_DESCRIPTION = "Dead letters: the inputs that could not be processed, with the stage and why."
+ERRORS_COLUMNS = {
     EXAMPLE_ID: ("", "the input's id, when it could be read"),
     POSITION: ("", "file and record position (or the damaged shard)"),
     STAGE: ("", "where it failed (pipeline.records dead-letter stages)"),

@@ -22,8 +22,8 @@ EXAMPLES_SCHEMA = with_nullable_ints(pa.schema([
     pa.field(IMAGE_PNG, pa.binary()),
 ]), ())
 
-DESCRIPTION = "The input images of the examples the report shows, per ranking, best first."
-COLUMNS = {
+EXAMPLES_DESCRIPTION = "The input images of the examples the report shows, per ranking, best first."
+EXAMPLES_COLUMNS = {
     RANKING: ("", "which ranking (pipeline.rankings)"),
     RANK: ("", "position in the ranking, 0 = first"),
     SCORE: ("ranking's unit", "the value the ranking sorts by; null when undefined"),

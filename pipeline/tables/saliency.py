@@ -41,7 +41,8 @@ METADATA_KEY = b"gbp_audit"
 MAP_ARROW_TYPES = {"float16": pa.float32(), "float32": pa.float32(), "uint8": pa.int16()}
 SCALED_MAP_DTYPES = ("uint8",)
 
-DESCRIPTION = "One row per explained example: ids, labels, prediction, the map, statistics."
+SALIENCY_DESCRIPTION = (
+    "One row per explained example: ids, labels, prediction, the map, statistics.")
 STATISTIC_COLUMNS = {
     "total_mass": ("gradient units", "sum of |map| (float64 sum)"),
     "top1_share": ("share 0-1", "share of the map's mass in its top 1% of pixels"),
@@ -56,7 +57,7 @@ STATISTIC_COLUMNS = {
                                      "all-zero map"),
     "box_share": ("share 0-1", "share of mass inside the example's box; null without a box"),
 }
-COLUMNS = {
+SALIENCY_COLUMNS = {
     EXAMPLE_ID: ("", "the input's id (source.id_key, else its file and record position)"),
     POSITION: ("", "file and record position in the source"),
     LABEL: ("class index", "the labelled class; null without a label"),

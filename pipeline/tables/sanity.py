@@ -38,9 +38,9 @@ SANITY_SCHEMA = with_nullable_ints(pa.schema([
     pa.field(SSIM, pa.float64()),
 ]), (TARGET, OTHER_CLASS))
 
-DESCRIPTION = ("The sanity checks on a deterministic sample: model randomization per depth "
-               "and class sensitivity, one row per (check, depth, example).")
-COLUMNS = {
+SANITY_DESCRIPTION = ("The sanity checks on a deterministic sample: model randomization per depth "
+                      "and class sensitivity, one row per (check, depth, example).")
+SANITY_COLUMNS = {
     CHECK: ("", "'randomization' or 'class_sensitivity'"),
     DEPTH: ("units", "randomization: units randomized from the top (>= 1); class "
                      "sensitivity: 0"),

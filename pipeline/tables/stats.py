@@ -27,9 +27,9 @@ GROUP_OVERALL = "overall"
 GROUP_CLASS = "class"
 GROUP_CLASS_CORRECT = "class_correct"
 
-DESCRIPTION = ("Aggregates of the per-example statistics and the mean map, per explained "
-               "class, per (class, correct) and overall.")
-COLUMNS = {
+STATS_DESCRIPTION = ("Aggregates of the per-example statistics and the mean map, per explained "
+                     "class, per (class, correct) and overall.")
+STATS_COLUMNS = {
     GROUP: ("", "'overall', 'class' or 'class_correct': which rows the aggregate covers"),
     CLASS: ("class index", "the explained class; null for the overall row"),
     CLASS_NAME: ("", "the explained class's name; null for the overall row or without names"),

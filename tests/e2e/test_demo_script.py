@@ -71,7 +71,7 @@ def test_report_opens_with_the_marked_squares(demo_run):
     marked = set(arrays["ids"][arrays["has_mark"]])
     clusters = pd.read_parquet(output / "clusters")
     flagged = clusters[clusters.flagged]
-    assert len(flagged) and set(flagged.class_name) == {"square"}
+    assert len(flagged) and set(flagged.target_name) == {"square"}
     for region in flagged.region:
         ymin, xmin, ymax, xmax = region
         box = demo_assets.MARK_BOX
@@ -98,7 +98,7 @@ def test_aggregates_locate_the_mark_for_the_marked_class_only(demo_run):
     output, stdout, _ = demo_run
     assert "1024 inputs -> 1024 saliency rows + 0 dead letters" in stdout
     stats = pd.read_parquet(output / "stats")
-    classes = stats[stats.group == "class"].set_index("class_name")
+    classes = stats[stats.group_kind == "class"].set_index("target_name")
     side = int(np.sqrt(len(classes.mean_map.iloc[0])))
     square_share, area = _region_share(classes.mean_map["square"].reshape(side, side),
                                        demo_assets.MARK_BOX)
@@ -115,8 +115,8 @@ def test_report_is_one_file_with_a_mean_map_per_class(demo_run):
     _, pictures = helpers.check_report_page(str(output / "report.html"))
     alts = [alt for alt, _ in pictures]
     stats = pd.read_parquet(output / "stats")
-    for _, row in stats[stats.group == "class"].iterrows():
-        assert any(alt.startswith(f"mean map: {row['class_name']}, ")
+    for _, row in stats[stats.group_kind == "class"].iterrows():
+        assert any(alt.startswith(f"mean map: {row['target_name']}, ")
                    for alt in alts)
     assert not (output / "report").exists()
 

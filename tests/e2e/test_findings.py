@@ -60,7 +60,7 @@ def test_planted_group_is_found_flagged_and_proved(planted, run):
     precision, recall, cluster = _best_cluster(arrays, runs[run])
     assert precision >= 0.9 and recall >= 0.9, (precision, recall)
     clusters = pd.read_parquet(runs[run] / "clusters")
-    row = clusters[(clusters["class"] == STRIPES) & (clusters.cluster == cluster)].iloc[0]
+    row = clusters[(clusters.target == STRIPES) & (clusters.cluster == cluster)].iloc[0]
     assert row.flagged and row.flip_rate >= 0.8 and row.control_flip_rate <= 0.2, row.reason
     assert row.occluded_examples >= 5 and row.reason.startswith("stripes: ")
     y0, x0, y1, x1 = np.array(findings_data.MARK) / findings_data.SIZE
@@ -73,7 +73,7 @@ def test_two_runs_give_identical_assignments_and_tables(planted):
     _, runs = planted
     for table in ("assignments", "clusters", "embedding"):
         first, second = (pd.read_parquet(runs[name] / table).sort_values(
-            ["example_id"] if table != "clusters" else ["class", "cluster"]).reset_index(
+            ["example_id"] if table != "clusters" else ["target", "cluster"]).reset_index(
                 drop=True) for name in ("first", "second"))
         pd.testing.assert_frame_equal(first, second)
 
@@ -94,8 +94,8 @@ def test_streaming_assignment_agrees_with_the_clustering(planted):
     clusters = pd.read_parquet(runs["bounded"] / "clusters")
     frame = pipeline.load_saliency(str(runs["bounded"]), maps=False)
     counted = frame.groupby(["target", "cluster"]).size()
-    assert [counted[(c, k)] for c, k in zip(clusters["class"], clusters.cluster)] == list(
-        clusters["count"])
+    assert [counted[(c, k)] for c, k in zip(clusters.target, clusters.cluster)] == list(
+        clusters.example_count)
 
 
 def test_clean_model_has_no_finding(tmp_path):
