@@ -59,7 +59,8 @@ def test_every_table_reads_in_pandas_duckdb_and_polars(full_run):
         stored = pq.read_schema(sorted((output / table).glob("*.parquet"))[0])
         for client, frame in _clients(output, table).items():
             assert list(frame.columns) == stored.names, (table, client)
-            assert len(frame) == manifest["tables"][table]["rows"] > 0, (table, client)
+            assert len(frame) == manifest["tables"][table]["rows"], (table, client)
+            assert len(frame) > 0 or table == tables.ERRORS, (table, client)
 
 
 def test_the_explained_class_is_one_int64_column_in_every_table(full_run):
@@ -117,7 +118,7 @@ def test_map_sums_equal_numpy_float64_sums_of_the_stored_maps(full_run):
         stored = np.abs(row.saliency.astype(np.float64)).sum()
         assert abs(stored - row.total_mass) <= 2.0 ** -11 * row.total_mass
     peaks = duckdb.sql(f"SELECT max(list_max(saliency)) FROM read_parquet("
-                       f"'{_glob(output, 'saliency')}')").fetchone()[0]
+                       f"'{_glob(output, 'saliency')}')").fetchall()[0][0]
     assert peaks == pytest.approx(max(row.saliency.max() for row in frame.itertuples()))
     assert peaks != 1.0
 
