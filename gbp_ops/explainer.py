@@ -14,6 +14,7 @@ from gbp_ops import errors
 from gbp_ops.choices import METHOD_GUIDED_BACKPROP
 from gbp_ops.guided_relu import RULE_GUIDED
 from gbp_ops.maps import REDUCTIONS
+from gbp_ops.model_graph import assign_layer_weights
 from gbp_ops.rewrite import SPACE_LOGIT, guide_model
 from gbp_ops.smoothgrad import smoothgrad_maps
 
@@ -103,6 +104,7 @@ class GuidedBackprop:
         if layer_name is not None:
             self.explained_space = f"layer:{layer_name}"
         self._scorer = scoring_model(rewrite.model, layer_name)
+        self._weight_models = [rewrite.model]  # every clone whose variables the step reads
         self._set_input_shape(rewrite.model.inputs[0].shape[1:])
         self._set_num_outputs(int(self._scorer.outputs[0].shape[-1]))
         self._build_method(model, strip_final_activation, allow_unguided)
@@ -170,6 +172,23 @@ class GuidedBackprop:
 
     def _build_method(self, model, strip_final_activation, allow_unguided):
         """Hook for methods that need more than the rewritten model (run before tracing)."""
+
+    def assign_layer_weights(self, weights_by_path):
+        """Replaces the weights of the named layers in every clone the step computes with (the
+        guided clone; Guided Grad-CAM's plain clone too), in place: the traced step then
+        explains the model with those weights without being traced again.
+
+        Args:
+            weights_by_path: dict layer path (``gbp_ops.model_graph.leaf_layers`` of the model
+                the explainer was built from) -> list of numpy arrays (``get_weights`` order).
+
+        Raises:
+            GBPError: the explainer has no Keras variables (a frozen SavedModel graph).
+        """
+        if not getattr(self, "_weight_models", None):
+            raise errors.GBPError(errors.FROZEN_WEIGHTS)
+        for model in self._weight_models:
+            assign_layer_weights(model, weights_by_path)
 
     def method_fields(self):
         """The method and its settings, for the manifest: a JSON-ready dict."""
