@@ -126,7 +126,7 @@ def run(argv=None, launched=None):
     if _explains_in_this_process(options):
         from pipeline import warmup
 
-        warmup.start_in_background(config)
+        warmup.start_in_background(plan.config)  # explain.precision auto settled
     reporter, progress_dir = _local_progress(config, options)
     try:
         with beam.Pipeline(options=options) as p:

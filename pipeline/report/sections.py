@@ -29,6 +29,10 @@ def counts_section(manifest, frame, errors):
         ("damaged shards", number(counts.get("damaged_shards", "–"))),
         ("reconciled (input = saliency + errors)", counts.get("reconciled", "–")),
     ]
+    if "precision_choice" in manifest:  # explain.precision=auto: what it chose and why
+        choice = manifest["precision_choice"]
+        rows.append(("precision", f"{choice['precision']}, chosen by explain.precision=auto: "
+                                  f"{choice['reason']}"))
     if "fidelity" in manifest:  # a reduced-precision run: its maps against float32's
         rows.append(("precision fidelity", fidelity_summary(manifest["fidelity"])))
     if statistics.TOTAL_MASS in frame:
