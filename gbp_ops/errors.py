@@ -83,3 +83,7 @@ SAVEDMODEL_NO_GRADCAM_LAYER = (
     "graph with a 4-D (N, h, w, k) output, e.g. one of: {candidates}"
 )
 SAVEDMODEL_LOAD_FAILED = "cannot load SavedModel '{path}': {reason}"
+FROZEN_WEIGHTS = (
+    "this explainer computes with a frozen graph (a SavedModel), so its weights cannot be "
+    "replaced; the randomization check needs a Keras model"
+)

@@ -11,13 +11,20 @@ import numpy as np
 import tensorflow as tf
 
 from gbp_ops import errors
+from gbp_ops.batch_inputs import (
+    TARGET_PREDICTED,
+    check_images,
+    check_seeds,
+    check_targets,
+    pad_rows,
+    run_in_batches,
+)
 from gbp_ops.choices import METHOD_GUIDED_BACKPROP
 from gbp_ops.guided_relu import RULE_GUIDED
 from gbp_ops.maps import REDUCTIONS
+from gbp_ops.model_graph import assign_layer_weights
 from gbp_ops.rewrite import SPACE_LOGIT, guide_model
 from gbp_ops.smoothgrad import smoothgrad_maps
-
-TARGET_PREDICTED = -1  # target value meaning "explain the predicted class"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +120,7 @@ class GuidedBackprop:
         if self.layer_name is not None:
             self.explained_space = f"layer:{self.layer_name}"
         self._scorer = scoring_model(rewrite.model, self.layer_name)
+        self._weight_models = [rewrite.model]  # every clone whose variables the step reads
         self._set_input_shape(rewrite.model.inputs[0].shape[1:])
         self._set_num_outputs(int(self._scorer.outputs[0].shape[-1]))
 
@@ -178,6 +186,23 @@ class GuidedBackprop:
 
     def _build_method(self, model, strip_final_activation, allow_unguided):
         """Hook for methods that need more than the rewritten model (run before tracing)."""
+
+    def assign_layer_weights(self, weights_by_path):
+        """Replaces the weights of the named layers in every clone the step computes with (the
+        guided clone; Guided Grad-CAM's plain clone too), in place: the traced step then
+        explains the model with those weights without being traced again.
+
+        Args:
+            weights_by_path: dict layer path (``gbp_ops.model_graph.leaf_layers`` of the model
+                the explainer was built from) -> list of numpy arrays (``get_weights`` order).
+
+        Raises:
+            GBPError: the explainer has no Keras variables (a frozen SavedModel graph).
+        """
+        if not getattr(self, "_weight_models", None):
+            raise errors.GBPError(errors.FROZEN_WEIGHTS)
+        for model in self._weight_models:
+            assign_layer_weights(model, weights_by_path)
 
     def method_fields(self):
         """The method and its settings, for the manifest: a JSON-ready dict."""
@@ -300,63 +325,6 @@ class GuidedBackprop:
             return (1.0 / (1.0 + np.exp(-scores))).astype(np.float32)
         shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
         return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def check_images(images, input_shape):
-    """float32 ``(N, *input_shape)`` images; raises GBPError for any other shape."""
-    images = np.asarray(images)
-    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(input_shape):
-        raise errors.GBPError(errors.BAD_IMAGE_SHAPE.format(
-            expected=", ".join(str(d) for d in input_shape), got=images.shape))
-    return images.astype(np.float32, copy=False)
-
-
-def check_targets(targets, count, num_classes):
-    """int32 ``(count,)`` targets (None: all ``TARGET_PREDICTED``); raises GBPError for a wrong
-    shape or a class outside ``[TARGET_PREDICTED, num_classes)``."""
-    if targets is None:
-        return np.full(count, TARGET_PREDICTED, np.int32)
-    targets = np.asarray(targets)
-    if targets.shape != (count,) or not np.issubdtype(targets.dtype, np.integer):
-        raise errors.GBPError(errors.BAD_TARGETS_SHAPE.format(count=count, got=targets.shape))
-    bad = targets[(targets >= num_classes) | (targets < TARGET_PREDICTED)]
-    if bad.size:
-        raise errors.GBPError(
-            errors.TARGET_OUT_OF_RANGE.format(target=int(bad[0]), num_classes=num_classes)
-        )
-    return targets.astype(np.int32)
-
-
-def check_seeds(seeds, count):
-    """int64 ``(count,)`` SmoothGrad seeds (None: example i gets seed i); raises GBPError for a
-    wrong shape or dtype."""
-    if seeds is None:
-        return np.arange(count, dtype=np.int64)
-    seeds = np.asarray(seeds)
-    if seeds.shape != (count,) or not np.issubdtype(seeds.dtype, np.integer):
-        raise errors.GBPError(errors.BAD_SEEDS_SHAPE.format(count=count, got=seeds.shape))
-    return seeds.astype(np.int64)
-
-
-def run_in_batches(step, arrays, batch_size):
-    """``step(*chunks)`` on consecutive ``batch_size`` rows of the equal-length ``arrays``
-    (once on the empty arrays when there are no rows); each output column concatenated.
-
-    Args:
-        step: ``(*arrays' rows) -> tuple of (n, ...) arrays``.
-    """
-    count = len(arrays[0])
-    parts = [step(*(array[i:i + batch_size] for array in arrays))
-             for i in range(0, count, batch_size)] or [step(*arrays)]
-    return tuple(np.concatenate(column) for column in zip(*parts))
-
-
-def pad_rows(array, size):
-    """Pads ``array`` (n, ...) with zero rows to ``size`` rows (n <= size)."""
-    pad = size - len(array)
-    if not pad:
-        return array
-    return np.concatenate([array, np.zeros((pad, *array.shape[1:]), array.dtype)])
 
 
 def scoring_model(model, layer_name):

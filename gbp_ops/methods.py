@@ -55,6 +55,7 @@ class GuidedGradCAM(GuidedBackprop):
 
     def _build_method(self, model, strip_final_activation, allow_unguided):
         plain = guide_model(model, strip_final_activation, allow_unguided, rule=RULE_PLAIN)
+        self._weight_models.append(plain.model)
         scorer = scoring_model(plain.model, self.layer_name)
         if self.gradcam_layer is None:
             self.gradcam_layer = default_gradcam_layer(scorer)

@@ -40,3 +40,23 @@ def clone_with_weights(model, clone_layer=None):
                                      recursive=True)
     clone.set_weights(model.get_weights())
     return clone
+
+
+def assign_layer_weights(model, weights_by_path):
+    """Sets the weights of the named layers of ``model`` in place (its variables keep their
+    identity, so a traced function that reads them sees the new values).
+
+    Args:
+        model: a ``keras.Model``.
+        weights_by_path: dict layer path (as ``leaf_layers`` names it) -> list of numpy arrays
+            in the layer's ``get_weights`` order.
+
+    Raises:
+        ValueError: a path ``model`` does not have, or weights that do not fit the layer.
+    """
+    layers = dict(leaf_layers(model))
+    missing = sorted(path for path in weights_by_path if path not in layers)
+    if missing:
+        raise ValueError(f"model '{model.name}' has no layers {missing}")
+    for path, values in weights_by_path.items():
+        layers[path].set_weights(values)

@@ -17,10 +17,16 @@ Measured in one invocation, on the reference model (demo/reference_model.py) at 
                timing line), that is start-up up to the first batch plus the final stages;
   3. naive:    the recipe from the question's answers (swap layer.activation for a
                tf.custom_gradient ReLU, eager GradientTape).
-  2b. bf16:    the 10xN pipeline run again with explain.precision=mixed_bfloat16: images/s, its
-               ratio to the float32 run (bf16_over_f32) and its measured fidelity to float32.
-               With --bf16-on-n both are the N runs instead (start-up included in both), for
-               hosts where bf16 is emulated and a 10xN bf16 run would take most of the bench.
+  2b. bf16:    the 10xN pipeline run again with explain.precision=mixed_bfloat16: images/s and its
+               ratio to the float32 run (bf16_over_f32). With --bf16-on-n both are the N runs
+               instead (start-up included in both), for hosts where bf16 is emulated and a 10xN
+               bf16 run would take most of the bench.
+  2c. fidelity: bf16 maps against float32 maps, measured as preflight does
+      (pipeline.launch.fidelity:
+               mean per-image Spearman and top-5% overlap on the first --fidelity-sample
+               records) on two models: the bench's random-init reference model on its data
+               (*_random_init), and the trained demo model on the demo data (*_trained; built
+               offline in --demo-dir, or reused from there). --fidelity-only runs only this part.
 Prints images/s for each and the ratios pipeline/kernel and pipeline/naive, and the stored
 bytes per example for float16, float32 and uint8 maps.
 
@@ -371,6 +377,41 @@ def large_jpeg_bench(args, run_options):
     return results
 
 
+def bf16_fidelity(pattern, model_path, sample, *overrides):
+    """``pipeline.fidelity.measure`` of mixed_bfloat16 against float32, exactly as preflight
+    measures it for a run of the demo preset on ``pattern`` and ``model_path``."""
+    from pipeline import explainers
+    from pipeline.launch import fidelity
+    from pipeline.config import load_config
+
+    config = load_config(os.path.join(REPO, "configs", "demo.yaml"), [
+        f"source.pattern={pattern}", f"model.path={model_path}",
+        "explain.precision=mixed_bfloat16", f"explain.fidelity_sample={sample}", *overrides])
+    explainer = explainers.explainer_for_model(config, explainers.load_configured_model(config))
+    return fidelity.measure(config, explainer, explainer.input_shape)
+
+
+def fidelity_bench(args, pattern=None, model_path=None):
+    """bf16 fidelity (2c): the random-init reference model on the bench's images, and the
+    trained demo model on the demo images."""
+    from demo.assets import build_demo_assets
+
+    if pattern is None:
+        pattern, model_path = build_assets(args.workdir, args.images)
+    demo = build_demo_assets(args.demo_dir)  # offline; reused when already built there
+    results = {"bf16_fidelity_sample": args.fidelity_sample}
+    # The bench's data has no box feature and runs in batches of BATCH (as run_pipeline).
+    models = {"random_init": (pattern, model_path, "source.box_key=null",
+                              f"explain.batch_size={BATCH}"),
+              "trained": (demo.tfrecord_pattern, demo.model_path)}
+    for name, (data, model, *overrides) in models.items():
+        measured = bf16_fidelity(data, model, args.fidelity_sample, *overrides)
+        results[f"bf16_fidelity_spearman_{name}"] = measured["mean_spearman"]
+        results[f"bf16_fidelity_min_spearman_{name}"] = measured["min_spearman"]
+        results[f"bf16_fidelity_top5_overlap_{name}"] = measured["top5_overlap"]
+    return results
+
+
 def small_image_bench(args, run_options):
     """Kernel, eager recipe and pipeline on N and 10xN 128x128 JPEGs (see the docstring)."""
     import gbp_ops
@@ -422,9 +463,8 @@ def small_image_bench(args, run_options):
         "explain.precision=mixed_bfloat16", "explain.min_fidelity=0", **run_options)
     bf16_rate = bf16_manifest["counts"]["saliency_rows"] / bf16_seconds
     results.update(pipeline_bf16_images_per_s=bf16_rate, bf16_on_n=args.bf16_on_n,
-                   bf16_over_f32=bf16_rate / f32_rate,
-                   bf16_fidelity_spearman=bf16_manifest["fidelity"]["mean_spearman"],
-                   bf16_fidelity_top5_overlap=bf16_manifest["fidelity"]["top5_overlap"])
+                   bf16_over_f32=bf16_rate / f32_rate)
+    results.update(fidelity_bench(args, small, model_path))
     kernel_after = kernel_throughput(model, images)
     naive_after = naive_throughput(model, images[:320])
     results.update(kernel_before_images_per_s=kernel_before,
@@ -459,14 +499,25 @@ def main():
                         help="run only the 224-px part on large JPEGs")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="a config override for every pipeline run (repeatable)")
+    parser.add_argument("--fidelity-sample", type=int, default=64,
+                        help="examples of the bf16 fidelity measurements (explain.fidelity_sample)")
+    parser.add_argument("--demo-dir", default=None,
+                        help="where the trained demo model is built or reused (default: "
+                             "WORKDIR/demo; .cache/demo reuses the demo's)")
+    parser.add_argument("--fidelity-only", action="store_true",
+                        help="run only the bf16 fidelity part (2c)")
     args = parser.parse_args()
+    args.demo_dir = args.demo_dir or os.path.join(args.workdir, "demo")
     if args.large_only and args.large_images < 1:
         parser.error("--large-only needs --large-images >= 1")
     os.makedirs(args.workdir, exist_ok=True)
     run_options = {"beam_args": args.beam_args.split(), "worker_threads": args.worker_threads,
                    "extra_overrides": tuple(args.set)}
-    results = {} if args.large_only else small_image_bench(args, run_options)
-    if args.large_images:
+    if args.fidelity_only:
+        results = fidelity_bench(args)
+    else:
+        results = {} if args.large_only else small_image_bench(args, run_options)
+    if args.large_images and not args.fidelity_only:
         results.update(large_jpeg_bench(args, run_options))
     for key, value in results.items():
         print(f"{key:48s} {value:12.3f}" if isinstance(value, float) else f"{key:48s} {value:12d}")

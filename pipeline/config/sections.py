@@ -88,7 +88,9 @@ class ExplainConfig:
     # float32, mixed_bfloat16 (CPUs with AVX512_BF16/AMX, TPUs, recent GPUs) or mixed_float16
     # (GPUs); Keras models only. A reduced precision is checked against float32 on
     # fidelity_sample examples before the run, which fails if the mean per-image Spearman of
-    # the two maps is below min_fidelity (see pipeline.launch.fidelity).
+    # the two maps is below min_fidelity (see pipeline.launch.fidelity). auto: mixed_bfloat16 where
+    # the launching host computes bf16 natively and that check passes, else float32; the
+    # manifest's precision_choice says which and why (gbp_ops.precision_choice).
     precision: str = "float32"
     fidelity_sample: int = 64
     min_fidelity: float = 0.97

@@ -7,6 +7,7 @@ from gbp_ops.choices import (
     REDUCTIONS,
 )
 from gbp_ops.precision import PRECISIONS
+from gbp_ops.precision_choice import PRECISION_AUTO
 from pipeline.config.sections import (
     CORRUPT_SHARD_POLICIES,
     FILLS,
@@ -90,7 +91,7 @@ def validate(config):
 
 def _validate_precision(config):
     explain = config.explain
-    _one_of(explain.precision, PRECISIONS, "explain.precision")
+    _one_of(explain.precision, (*PRECISIONS, PRECISION_AUTO), "explain.precision")
     _require(isinstance(explain.fidelity_sample, int) and explain.fidelity_sample >= 1,
              "explain.fidelity_sample", "expected an integer >= 1")
     # Above 1 is allowed: no map agrees that well, so the run always fails (a deliberate check).

@@ -40,7 +40,7 @@ def run(argv=None, launched=None):
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(config.explain.worker_intra_op_threads)
     options = beam_options(beam_args)
     if _explains_in_this_process(options):
-        warmup.start_in_background(config)
+        warmup.start_in_background(plan.config)  # explain.precision auto settled
     reporter, progress_dir = _local_progress(config, options)
     try:
         with beam.Pipeline(options=options) as p:

@@ -27,9 +27,10 @@ def versions():
     return found
 
 
-def base_fields(config, explainer, class_names, map_shape, model_sha256, fidelity=None):
-    """Fields known before the run: config, versions, model, explained space and shapes, and
-    a reduced-precision run's fidelity to float32.
+def base_fields(config, explainer, class_names, map_shape, model_sha256, fidelity=None,
+                precision_choice=None):
+    """Fields known before the run: config, versions, model, explained space and shapes, a
+    reduced-precision run's fidelity to float32, and what ``explain.precision: auto`` chose.
 
     Args:
         config: the RunConfig.
@@ -39,6 +40,8 @@ def base_fields(config, explainer, class_names, map_shape, model_sha256, fidelit
         model_sha256: hex digest of the model file.
         fidelity: None (float32), or ``pipeline.launch.fidelity.measure``'s dict, kept as the
             ``fidelity`` field.
+        precision_choice: None, or for ``auto``: ``requested``, ``precision`` (the one the
+            run computes in), ``reason`` and ``host``; kept as the ``precision_choice`` field.
     """
     method_fields = _method_fields(config, explainer)
     fields = {
@@ -56,6 +59,8 @@ def base_fields(config, explainer, class_names, map_shape, model_sha256, fidelit
     }
     if fidelity is not None:
         fields["fidelity"] = jsonable(fidelity)
+    if precision_choice is not None:
+        fields["precision_choice"] = jsonable(precision_choice)
     return fields
 
 
