@@ -378,11 +378,11 @@ def large_jpeg_bench(args, run_options):
 
 
 def bf16_fidelity(pattern, model_path, sample, *overrides):
-    """``pipeline.fidelity.measure`` of mixed_bfloat16 against float32, exactly as preflight
+    """``pipeline.launch.fidelity.measure`` of mixed_bfloat16 against float32, exactly as preflight
     measures it for a run of the demo preset on ``pattern`` and ``model_path``."""
     from pipeline import explainers
-    from pipeline.launch import fidelity
     from pipeline.config import load_config
+    from pipeline.launch import fidelity
 
     config = load_config(os.path.join(REPO, "configs", "demo.yaml"), [
         f"source.pattern={pattern}", f"model.path={model_path}",
