@@ -180,7 +180,7 @@ def test_intermediate_layer_channel_is_explained():
     [
         (lambda: keras.layers.LeakyReLU(), "LeakyReLU"),
         (lambda: keras.layers.Activation("gelu"), "gelu"),
-        (lambda: keras.layers.Activation("swish"), "silu"),
+        (lambda: keras.layers.Activation("swish"), "silu (swish)"),
         (lambda: keras.layers.ELU(), "ELU"),
         (lambda: keras.layers.ReLU(negative_slope=0.1), "relu_with_negative_slope"),
     ],
@@ -192,13 +192,13 @@ def test_unsupported_activation_names_the_layer(layer, activation):
         layer(),
         keras.layers.Flatten(),
         keras.layers.Dense(2),
-    ])
+    ], name="one_bad")
     bad_layer = model.layers[1].name
     with pytest.raises(GBPError) as raised:
         GuidedBackprop(model)
-    assert str(raised.value) == errors.UNSUPPORTED_ACTIVATION.format(
-        layer=bad_layer, activation=activation
-    )
+    assert str(raised.value) == errors.UNGUIDABLE_ACTIVATIONS.format(
+        model="one_bad", groups=f"{activation} at 1 layer: {bad_layer}",
+        remedy=errors.GATE_REMEDY)
 
 
 def test_allow_unguided_leaves_unsupported_layer_with_warning(caplog):

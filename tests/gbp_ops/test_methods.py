@@ -221,7 +221,7 @@ def test_make_explainer_picks_the_class_and_passes_options():
                                smoothgrad_samples=3, smoothgrad_sigma=0.1)
     assert isinstance(explainer, Deconvnet) and explainer.batch_size == 2
     assert explainer.method_fields() == {"method": "deconvnet", "smoothgrad_samples": 3,
-                                         "smoothgrad_sigma": 0.1}
+                                         "smoothgrad_sigma": 0.1, "nonlinearity_rule": "refuse"}
     assert explainer.explain(random_images(3, 16)).shape == (3, 16, 16)
 
 
