@@ -72,8 +72,9 @@ def method_line(manifest):
     text = method_description(manifest["method"], manifest.get("method_settings"))
     gated = len(manifest.get("gated_sites") or ())
     if gated:
-        text += (f" ({len(manifest.get('guided_sites') or ())} guided ReLUs, {gated} gated "
-                 "activations)")
+        guided = len(manifest.get("guided_sites") or ())
+        text += (f" ({guided} guided ReLU{'' if guided == 1 else 's'}, {gated} gated "
+                 f"activation{'' if gated == 1 else 's'})")
     return text
 
 

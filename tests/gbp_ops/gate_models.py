@@ -17,7 +17,7 @@ def gelu_approximate(x):
     return keras.activations.gelu(x, approximate=True)
 
 
-def _seeded(model, seed):
+def seeded_weights(model, seed):
     """Sets every weight from a seeded generator (Glorot-like scale), so models do not depend
     on Keras' global seed, then gives BatchNormalization non-trivial statistics."""
     rng = np.random.default_rng(seed)
@@ -44,7 +44,7 @@ def swish_cnn(seed=0):
         keras.layers.Dense(10, activation="swish", name="dense_swish"),
         keras.layers.Dense(CLASSES, activation="softmax", name="logits"),
     ], name="swish_cnn")
-    return _seeded(model, seed)
+    return seeded_weights(model, seed)
 
 
 def gelu_cnn(seed=1):
@@ -60,7 +60,7 @@ def gelu_cnn(seed=1):
         keras.layers.Dense(10, activation="gelu", name="dense_gelu"),
         keras.layers.Dense(CLASSES, name="logits"),
     ], name="gelu_cnn")
-    return _seeded(model, seed)
+    return seeded_weights(model, seed)
 
 
 # Every other activation the gate rule covers, in the forms a model holds them, in order.
@@ -84,4 +84,4 @@ def activation_zoo(seed=2):
                keras.layers.Dense(16, name="dense_linear_b"),
                keras.layers.ELU(alpha=0.7, name="elu_layer"),
                keras.layers.Dense(CLASSES, activation="tanh", name="logits_tanh")]
-    return _seeded(keras.Sequential(layers, name="activation_zoo"), seed)
+    return seeded_weights(keras.Sequential(layers, name="activation_zoo"), seed)

@@ -59,7 +59,7 @@ def test_the_gate_rule_reaches_the_explainer_the_manifest_and_the_report_line():
                                      "act_silu: Activation(activation=silu)",
                                      "dense_swish: Dense(activation=silu)"]
     assert method_line(fields) == ("guided_backprop with the gate rule at activations other "
-                                   "than ReLU (1 guided ReLUs, 3 gated activations)")
+                                   "than ReLU (1 guided ReLU, 3 gated activations)")
     default = manifest.base_fields(load_config(DEMO), explainers.explainer_for_model(
         load_config(DEMO), random_cnn(16)), ("a",), (16, 16), "0" * 64)
     assert default["gated_sites"] == [] and method_line(default) == "guided_backprop"
