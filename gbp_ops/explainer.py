@@ -19,7 +19,7 @@ from gbp_ops.batch_inputs import (
     pad_rows,
     run_in_batches,
 )
-from gbp_ops.choices import METHOD_GUIDED_BACKPROP
+from gbp_ops.choices import METHOD_GUIDED_BACKPROP, NONLINEARITY_REFUSE
 from gbp_ops.guided_relu import RULE_GUIDED
 from gbp_ops.maps import REDUCTIONS
 from gbp_ops.model_graph import assign_layer_weights
@@ -83,6 +83,12 @@ class GuidedBackprop:
             of the maps of S noisy copies of each image (see ``gbp_ops.smoothgrad``), for the
             target chosen on the clean image.
         smoothgrad_sigma: the noise std as a fraction of each image's range (max - min).
+        nonlinearity_rule: ``'refuse'`` (default) or ``'gate'``: the gate rule at swish, GELU
+            and the other activations ``gbp_ops.gated_activation`` lists (see ``guide_model``).
+
+    Attributes (beyond the settings): ``guided_sites`` (every guided ReLU), ``gated_sites``
+    (every activation under the gate rule) and ``unguided_sites`` (left plain with
+    ``allow_unguided``), each a tuple of ``GuidedSite``.
     """
 
     method = METHOD_GUIDED_BACKPROP
@@ -99,11 +105,13 @@ class GuidedBackprop:
         reduction=None,
         smoothgrad_samples=0,
         smoothgrad_sigma=0.15,
+        nonlinearity_rule=NONLINEARITY_REFUSE,
     ):
         # Every explainer of the family (the SavedModel ones too) is built by these four steps;
         # a model family overrides ``_build_model``, a method ``_build_method``.
         self._set_options(batch_size, layer_name, reduction, smoothgrad_samples,
                           smoothgrad_sigma)
+        self.nonlinearity_rule = nonlinearity_rule
         self._build_model(model, strip_final_activation, allow_unguided)
         self._build_method(model, strip_final_activation, allow_unguided)
         self._compile_step(compile)
@@ -112,8 +120,10 @@ class GuidedBackprop:
         """Sets what the explained model is: ``guided_sites``, ``unguided_sites``,
         ``explained_space``, ``stripped_activation``, ``input_shape``, the number of outputs
         and ``_scorer``; here by rewriting a Keras model (``guide_model``)."""
-        rewrite = guide_model(model, strip_final_activation, allow_unguided, rule=self.relu_rule)
+        rewrite = guide_model(model, strip_final_activation, allow_unguided, rule=self.relu_rule,
+                              nonlinearity_rule=self.nonlinearity_rule)
         self.guided_sites = rewrite.guided_sites
+        self.gated_sites = rewrite.gated_sites
         self.unguided_sites = rewrite.unguided_sites
         self.explained_space = rewrite.explained_space
         self.stripped_activation = rewrite.stripped_activation
@@ -207,7 +217,8 @@ class GuidedBackprop:
     def method_fields(self):
         """The method and its settings, for the manifest: a JSON-ready dict."""
         return {"method": self.method, "smoothgrad_samples": self.smoothgrad_samples,
-                "smoothgrad_sigma": self.smoothgrad_sigma}
+                "smoothgrad_sigma": self.smoothgrad_sigma,
+                "nonlinearity_rule": self.nonlinearity_rule}
 
     def _step_fn(self, images, targets, seeds):
         self.num_traces += 1  # a Python side effect: runs once per trace, not per call

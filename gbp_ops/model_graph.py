@@ -60,3 +60,18 @@ def assign_layer_weights(model, weights_by_path):
         raise ValueError(f"model '{model.name}' has no layers {missing}")
     for path, values in weights_by_path.items():
         layers[path].set_weights(values)
+
+
+def strided_pointwise_convs(model):
+    """Paths of the convolutions (nested models too) with a 1x1 kernel and a stride above 1.
+
+    Eager gradients through such a layer crashed the process in TF 2.21 with oneDNN (a 1x1,
+    stride-2, SAME Conv2D on a (2, 60, 60, 8) input; issue 26). In eager mode TF's Conv2D
+    gradient always computes the filter gradient (``Conv2DBackpropFilter``) beside the input
+    gradient; a compiled step prunes it, and was unaffected. Eager GBP code in the tests and
+    the bench checks models with this first.
+    """
+    return [path for path, layer in leaf_layers(model)
+            if hasattr(layer, "kernel_size") and hasattr(layer, "strides")
+            and all(int(size) == 1 for size in layer.kernel_size)
+            and any(int(stride) > 1 for stride in layer.strides)]

@@ -10,7 +10,12 @@ the model learned. The rows of the class-sensitivity check (``gbp_ops.class_sens
 
 import numpy as np
 
-from gbp_ops.choices import CHECK_CLASS_SENSITIVITY, CHECK_RANDOMIZATION, MODE_REINITIALIZE
+from gbp_ops.choices import (
+    CHECK_CLASS_SENSITIVITY,
+    CHECK_RANDOMIZATION,
+    MODE_REINITIALIZE,
+    NONLINEARITY_GATE,
+)
 from gbp_ops.explainer import GuidedBackprop
 from gbp_ops.maps import reduced_maps
 from gbp_ops.model_graph import leaf_layers
@@ -206,7 +211,8 @@ def _class_verdict(entry):
 
 def method_description(method, settings=None):
     """The method in words, e.g. ``'guided_gradcam (Grad-CAM layer relu6) with SmoothGrad (16
-    noisy copies, sigma 0.15 of the input range)'``.
+    noisy copies, sigma 0.15 of the input range)'``; the gate rule
+    (``nonlinearity_rule='gate'``) is named after the Grad-CAM layer.
 
     Args:
         method: the method's name.
@@ -216,6 +222,8 @@ def method_description(method, settings=None):
     text = method
     if settings.get("gradcam_layer"):
         text += f" (Grad-CAM layer {settings['gradcam_layer']})"
+    if settings.get("nonlinearity_rule") == NONLINEARITY_GATE:
+        text += " with the gate rule at activations other than ReLU"
     if settings.get("smoothgrad_samples"):
         text += (f" with SmoothGrad ({settings['smoothgrad_samples']} noisy copies, sigma "
                  f"{settings.get('smoothgrad_sigma', 0):.2f} of the input range)")

@@ -16,7 +16,9 @@ Measured in one invocation, on the reference model (demo/reference_model.py) at 
                measure it: each run's wall minus the span of its batch steps (the launcher's
                timing line), that is start-up up to the first batch plus the final stages;
   3. naive:    the recipe from the question's answers (swap layer.activation for a
-               tf.custom_gradient ReLU, eager GradientTape).
+               tf.custom_gradient ReLU, eager GradientTape). The bench stops before timing
+               anything if the model has a 1x1 strided convolution, whose eager gradient
+               crashed TF 2.21 with oneDNN (`gbp_ops.model_graph.strided_pointwise_convs`).
   2b. bf16:    the 10xN pipeline run again with explain.precision=mixed_bfloat16: images/s and its
                ratio to the float32 run (bf16_over_f32). With --bf16-on-n both are the N runs
                instead (start-up included in both), for hosts where bf16 is emulated and a 10xN
@@ -416,10 +418,16 @@ def small_image_bench(args, run_options):
     """Kernel, eager recipe and pipeline on N and 10xN 128x128 JPEGs (see the docstring)."""
     import gbp_ops
     from demo.assets import synthesize_shapes
+    from gbp_ops.model_graph import strided_pointwise_convs
 
     small, model_path = build_assets(args.workdir, args.images)
     large, _ = build_assets(args.workdir, 10 * args.images)
     model = gbp_ops.load_model(model_path)
+    hazards = strided_pointwise_convs(model)
+    if hazards:  # the eager recipe could crash the bench (see strided_pointwise_convs)
+        raise SystemExit(f"bench: the eager recipe would take gradients through the 1x1 "
+                         f"strided convolutions {hazards}, which crashed TF 2.21 with oneDNN; "
+                         "time it in a subprocess or use a model without them")
     images = synthesize_shapes(args.kernel_images, image_size=SIZE, seed=99)["images"]
     images = images.astype(np.float32) / 255.0
 

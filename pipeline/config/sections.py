@@ -3,6 +3,8 @@ the allowed values of their string fields."""
 
 import dataclasses
 
+from gbp_ops.choices import NONLINEARITY_GATE
+
 SOURCE_KINDS = ("tfrecord", "tfds")
 IMAGE_ENCODINGS = ("encoded", "raw")
 RAW_DTYPES = ("uint8", "float32")
@@ -94,6 +96,10 @@ class ExplainConfig:
     precision: str = "float32"
     fidelity_sample: int = 64
     min_fidelity: float = 0.97
+    # At activations other than ReLU (swish, GELU, hard-swish, ...): 'refuse' the model, naming
+    # them, or 'gate': dy * f'(x) where dy > 0 and x > 0 (gbp_ops.gated_activation). 'gate'
+    # turns the sanity checks on unless sanity.enabled is set (see SanityConfig).
+    nonlinearity_rule: str = "refuse"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,9 +117,16 @@ class OutputConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SanityConfig:
-    """The optional model-randomization sanity check (Adebayo et al. 2018) on a sample."""
+    """The optional sanity checks on a sample: model randomization (Adebayo et al. 2018) and
+    class sensitivity.
 
-    enabled: bool = False
+    ``enabled`` left unset (None) resolves, in ``RunConfig``, to on when
+    ``explain.nonlinearity_rule`` is 'gate' and off otherwise: positive-only backward rules
+    are known to lose class sensitivity (Nie et al. 2018), so a run that opts in to the gate
+    rule checks it unless the user says otherwise.
+    """
+
+    enabled: bool | None = None
     sample_size: int = 32
     mode: str = "reinitialize"
     depth: int | None = None  # how many layer groups to randomize from the top; None = all
@@ -151,6 +164,13 @@ class RunConfig:
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
     sanity: SanityConfig = dataclasses.field(default_factory=SanityConfig)
     findings: FindingsConfig = dataclasses.field(default_factory=FindingsConfig)
+
+    def __post_init__(self):
+        # Resolves the defaults that depend on another section: sanity.enabled (see
+        # SanityConfig), so every RunConfig holds a bool there.
+        if self.sanity.enabled is None:
+            enabled = self.explain.nonlinearity_rule == NONLINEARITY_GATE
+            object.__setattr__(self, "sanity", dataclasses.replace(self.sanity, enabled=enabled))
 
     def to_dict(self):
         """Plain nested dict (JSON/YAML-ready)."""

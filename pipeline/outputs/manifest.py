@@ -51,6 +51,9 @@ def base_fields(config, explainer, class_names, map_shape, model_sha256, fidelit
         "method_settings": method_fields,
         "model_sha256": model_sha256,
         "guided_sites": [f"{site.layer}: {site.form}" for site in explainer.guided_sites],
+        # Activations under explain.nonlinearity_rule 'gate', apart from the guided ReLUs.
+        "gated_sites": [f"{site.layer}: {site.form}"
+                        for site in getattr(explainer, "gated_sites", ())],
         "unguided_sites": [site.layer for site in explainer.unguided_sites],
         "explained_space": explainer.explained_space,
         "input_shape": list(explainer.input_shape),
@@ -71,7 +74,8 @@ def _method_fields(config, explainer):
         return jsonable(explainer.method_fields())
     explain = config.explain
     return {"method": explain.method, "smoothgrad_samples": explain.smoothgrad_samples,
-            "smoothgrad_sigma": explain.smoothgrad_sigma}
+            "smoothgrad_sigma": explain.smoothgrad_sigma,
+            "nonlinearity_rule": explain.nonlinearity_rule}
 
 
 def table_metadata(base, map_dtype):
