@@ -17,6 +17,7 @@ import time
 
 EXIT_USAGE = 2
 EXIT_RUN_FAILED = 1
+EXIT_FAIL_ON = 3  # a compare.fail_on condition holds (every output written first)
 DEFAULT_RUNNER = "FnApiRunner"
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
 # Two bundles in flight: one thread's decode/statistics/Parquet work overlaps the other's GBP
@@ -119,6 +120,10 @@ def run(argv=None, launched=None):
     start = time.time()
     config = load_run_config(args)
     plan = preflight(config)
+    if config.compare.baseline:  # refused here, before any work, when the maps differ
+        from pipeline.compare.compatibility import check, read_run
+
+        check(read_run(config.compare.baseline), plan.manifest_base, config.compare.baseline)
     if config.explain.worker_intra_op_threads:
         # Spawned local worker processes read this when TF starts in them.
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(config.explain.worker_intra_op_threads)
@@ -138,6 +143,10 @@ def run(argv=None, launched=None):
             shutil.rmtree(progress_dir, ignore_errors=True)
     # Empty when the runner has not run the job here (e.g. Dataflow --dry_run).
     published = manifest.read(config.output.path)
+    if published and config.compare.baseline:
+        from pipeline.compare.run import compare_with_baseline
+
+        published = compare_with_baseline(config, plan.input_shape, options)
     if published and config.output.report:
         with _collector_paused():  # pandas, pyarrow.dataset and matplotlib load here
             from pipeline.report import write_report
@@ -211,6 +220,10 @@ def summary(manifest):
                      f"batch, {timing['batch_seconds']:.1f} s of batches, "
                      f"{timing['after_last_batch_seconds']:.1f} s after the last (findings, "
                      "tables, report)")
+    comparison = manifest.get("comparison")
+    if comparison:
+        lines += [f"gbp-audit: since the baseline: {sentence}"
+                  for sentence in comparison["sentences"][:5]]
     if manifest.get("report"):  # last: the line a user copies
         lines.append(f"gbp-audit: report: {manifest['report']}")
     return "\n".join(lines)
@@ -269,17 +282,22 @@ def main(argv=None, one_audit=False):
     launched = time.time()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compare"]:  # gbp-audit compare BASELINE CURRENT --output DIR
+        from pipeline.compare.command import main as compare_main
+
+        return compare_main(argv[1:], one_audit=one_audit)
     debug = "--debug" in argv
     if any(flag in argv for flag in ("--version", "-h", "--help")):
         parse_args(argv)  # prints and exits before anything heavy is imported
     _import_run_modules(quiet="--verbose" not in argv, one_audit=one_audit)
     from gbp_ops import GBPError
+    from pipeline.compare.compatibility import CompareError
     from pipeline.config import ConfigError
     from pipeline.preflight import PreflightError
 
     try:
         manifest = run(argv, launched=launched)
-    except (ConfigError, PreflightError, GBPError) as error:
+    except (ConfigError, PreflightError, GBPError, CompareError) as error:
         if debug:
             raise
         print(f"gbp-audit: error: {error}", file=sys.stderr)
@@ -295,7 +313,16 @@ def main(argv=None, one_audit=False):
         print("gbp-audit: job submitted; outputs appear when it finishes")
         return 0
     print(summary(manifest))
-    return 0 if manifest["counts"]["reconciled"] else EXIT_RUN_FAILED
+    if not manifest["counts"]["reconciled"]:
+        return EXIT_RUN_FAILED
+    if manifest.get("comparison"):
+        from pipeline.compare.outcome import failure_line
+
+        line = failure_line(manifest["comparison"])
+        if line:
+            print(line, file=sys.stderr)
+            return EXIT_FAIL_ON
+    return 0
 
 
 def console_main():

@@ -21,8 +21,22 @@ INCOMPATIBLE = ("cannot compare {current} with baseline {baseline}: the maps mea
 NOT_A_RUN = "no manifest.json in {path}: not the output folder of a finished gbp-audit run"
 
 
-class IncompatibleRunsError(ValueError):
-    """Two runs whose maps cannot be compared; the message names the fields, in one line."""
+class CompareError(ValueError):
+    """A comparison that cannot be made (a user's mistake); the message is one line."""
+
+
+class IncompatibleRunsError(CompareError):
+    """Two runs whose maps cannot be compared; the message names the fields."""
+
+
+def read_run(folder):
+    """A finished run's manifest; raises ``CompareError`` when the folder holds none."""
+    from pipeline import manifest
+
+    found = manifest.read(folder)
+    if not found.get("map_shape"):
+        raise CompareError(NOT_A_RUN.format(path=folder))
+    return found
 
 
 def _value(manifest, path):

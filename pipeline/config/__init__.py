@@ -7,7 +7,12 @@ message names the field, e.g. ``config field 'explain.batch_size': expected an i
 the value checks, and ``loading`` the YAML, dict and override parsing. Import from here.
 """
 
-from pipeline.config.loading import config_from_dict, load_config, parse_override
+from pipeline.config.loading import (
+    compare_config_from_dict,
+    config_from_dict,
+    load_config,
+    parse_override,
+)
 from pipeline.config.sections import (
     CORRUPT_SHARD_POLICIES,
     FAIL_ON_CONDITIONS,
@@ -38,6 +43,6 @@ __all__ = [
     "RAW_DTYPES", "RESIZE_METHODS", "SCALINGS", "SOURCE_KINDS", "TARGET_POLICIES",
     "CompareConfig", "ConfigError", "ExplainConfig", "FindingsConfig", "ModelConfig",
     "OutputConfig", "PreprocessConfig", "RunConfig", "SanityConfig", "SourceConfig",
-    "config_from_dict", "jsonable", "load_config", "parse_override", "validate",
-    "validate_compare",
+    "compare_config_from_dict", "config_from_dict", "jsonable", "load_config",
+    "parse_override", "validate", "validate_compare",
 ]

@@ -88,6 +88,8 @@ def validate(config):
              "expected null (all layers) or an integer >= 1")
     _validate_findings(config.findings)
     validate_compare(config.compare)
+    _require(config.compare.baseline.rstrip("/") != output.path.rstrip("/"), "compare.baseline",
+             "the baseline must be another run's output folder than output.path")
 
 
 def _validate_precision(config):

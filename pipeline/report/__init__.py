@@ -63,6 +63,10 @@ def write_report(output_dir, top_n=8, box_area_share=None):
         sections.histograms_section(stats),
         sections.examples_section(frame, shown, maps),
     ]
+    if run.get("comparison"):  # a compared run opens with what changed since its baseline
+        from pipeline.compare.report import since_baseline_section
+
+        parts.insert(0, since_baseline_section(output_dir, run["comparison"]))
     sanity_rows = _optional_table(output_dir, tables.SANITY)
     if sanity_rows is not None:
         parts.append(sections.sanity_section(sanity_rows.to_dict("records")))
