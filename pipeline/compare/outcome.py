@@ -3,6 +3,7 @@ report opens with, and which ``compare.fail_on`` conditions hold (exit status 3)
 
 import collections
 
+from pipeline.compare.per_class import DRIFT_STATISTICS
 from pipeline.config import jsonable
 from pipeline.tables import comparison_classes as classes_table
 from pipeline.tables import comparison_findings as findings_table
@@ -77,7 +78,7 @@ def comparison_block(baseline_dir, current_dir, changes, id_counts, finding_rows
     unproven = sorted({row[findings_table.STATUS] for row in finding_rows
                        if not row[findings_table.PROVEN]})
     tests = sum(row.get(classes_table.statistic_column(name, "p_value")) is not None
-                for row in class_rows for name in _statistics())
+                for row in class_rows for name in DRIFT_STATISTICS)
     return jsonable({
         "baseline": baseline_dir, "current": current_dir, **changes, "ids": id_counts,
         "findings": {status: statuses[status] for status in findings_table.STATUSES},
@@ -95,12 +96,6 @@ def comparison_block(baseline_dir, current_dir, changes, id_counts, finding_rows
         "sentences": sentences, "fail_on": list(settings.fail_on),
         "failed": [{"condition": condition, "why": why} for condition, why in failed],
     })
-
-
-def _statistics():
-    from gbp_ops.statistics import AGGREGATED_STATISTICS
-
-    return AGGREGATED_STATISTICS
 
 
 def failure_line(comparison):

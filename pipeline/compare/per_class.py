@@ -16,9 +16,12 @@ import dataclasses
 
 import numpy as np
 
-from gbp_ops.statistics import AGGREGATED_STATISTICS
+from gbp_ops.statistics import AGGREGATED_STATISTICS, TOTAL_MASS
 
 MIN_PAIRS = 10
+# Statistics whose shift can be drift: every one but total_mass, the gradients' scale, which
+# any retraining changes without the model looking elsewhere.
+DRIFT_STATISTICS = tuple(name for name in AGGREGATED_STATISTICS if name != TOTAL_MASS)
 CONFIDENCE = 0.95
 STATISTIC_COUNT = len(AGGREGATED_STATISTICS)
 
@@ -273,8 +276,9 @@ def _finite(value):
 
 
 def drifted(rows, alpha, min_effect):
-    """Per class row, the statistics that drifted: Bonferroni-corrected p (over every test
-    with a p value in ``rows``) below ``alpha`` and ``|effect| >= min_effect``.
+    """Per class row, the statistics of ``DRIFT_STATISTICS`` that drifted: Bonferroni-corrected
+    p (over every test of those with a p value in ``rows``) below ``alpha`` and
+    ``|effect| >= min_effect``.
 
     Args:
         rows: ``class_figures`` dicts.
@@ -288,11 +292,11 @@ def drifted(rows, alpha, min_effect):
         return table.statistic_column(name, part)
 
     tests = sum(row.get(column(name, "p_value")) is not None
-                for row in rows for name in AGGREGATED_STATISTICS)
+                for row in rows for name in DRIFT_STATISTICS)
     found = []
     for row in rows:
         found.append([
-            name for name in AGGREGATED_STATISTICS
+            name for name in DRIFT_STATISTICS
             if row.get(column(name, "p_value")) is not None
             and row[column(name, "p_value")] * tests < alpha
             and row.get(column(name, "effect")) is not None

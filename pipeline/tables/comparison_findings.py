@@ -13,6 +13,10 @@ The proof: ``baseline_flip_rate``/``baseline_control_flip_rate`` are the baselin
 occlusion figures; ``current_flip_rate``/``current_control_flip_rate`` come from occluding the
 baseline finding's region (and its control region) on ``occluded_examples`` of its members
 with the current model, or, for a ``new`` finding, from the current run's own occlusion.
+
+Regions are normalised ``[ymin, xmin, ymax, xmax]``, stored as variable-length lists (null
+for the side a finding is not in: pyarrow cannot read back a null fixed-size list from
+Parquet).
 """
 
 import pyarrow as pa
@@ -40,7 +44,7 @@ SENTENCE = "sentence"
 def _side_fields(side):
     return [pa.field(side_column(side, FINDING_CLUSTERS), pa.list_(pa.int64())),
             pa.field(side_column(side, MEMBERS), pa.int64()),
-            pa.field(side_column(side, REGION), pa.list_(pa.float64(), 4)),
+            pa.field(side_column(side, REGION), pa.list_(pa.float64())),
             pa.field(side_column(side, FLIP_RATE), pa.float64()),
             pa.field(side_column(side, CONTROL_FLIP_RATE), pa.float64())]
 
@@ -49,7 +53,7 @@ COMPARISON_FINDINGS_SCHEMA = with_nullable_ints(pa.schema([
     pa.field(CLASS, pa.int64()), pa.field(CLASS_NAME, pa.string()),
     pa.field(STATUS, pa.string(), nullable=False), pa.field(PROVEN, pa.bool_(), nullable=False),
     *[field for side in SIDES for field in _side_fields(side)],
-    pa.field(CONTROL_REGION, pa.list_(pa.float64(), 4)),
+    pa.field(CONTROL_REGION, pa.list_(pa.float64())),
     pa.field(OCCLUDED, pa.int64()),
     pa.field(MEMBER_OVERLAP, pa.float64()), pa.field(REGION_IOU, pa.float64()),
     pa.field(SENTENCE, pa.string(), nullable=False),
