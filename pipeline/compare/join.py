@@ -4,8 +4,9 @@ Both runs' ``saliency`` (and, with findings, ``assignments``) tables are read wi
 Parquet IO and joined on ``example_id`` as a partitioned hash join: each batch read is split
 by a hash of the id into ``buckets`` and written, per bundle, as one staged Parquet file per
 bucket (``PartitionByIdDoFn``); a GroupByKey brings each bucket's few file names together, and
-``JoinBucketDoFn`` reads one bucket of both runs (about ``BUCKET_BYTES`` of decoded maps a
-side) and compares its examples. Only file names and small per-class and per-cluster
+``JoinBucketDoFn`` reads one bucket of both runs (maps of at most about ``BUCKET_BYTES`` as
+float32 a side, held as stored) and compares its examples, ``MAP_CHUNK`` decoded maps at a
+time. Only file names and small per-class and per-cluster
 summaries cross the shuffle, not maps: a runner without a shuffle service (FnApiRunner keeps
 every shuffled element in memory) then needs no more memory for 10N examples than for N.
 """
@@ -27,7 +28,7 @@ from pipeline.tables import comparison_examples as table
 from pipeline.tables import saliency as saliency_table
 from pipeline.tables.clusters import CLUSTER
 
-BUCKET_BYTES = 64 * 2 ** 20  # decoded float32 maps of one side of one bucket
+BUCKET_BYTES = 32 * 2 ** 20  # one side's maps of one bucket, counted as float32
 MIN_BUCKET_ROWS = 256
 MAP_CHUNK = 256  # shared examples whose maps are compared at once
 CLASSES = "classes"
@@ -93,9 +94,14 @@ class PartitionByIdDoFn(beam.DoFn):
         self._writers = {}
 
 
-def _read_frame(paths, index_column=saliency_table.EXAMPLE_ID):
-    """Staged bucket files -> a DataFrame indexed by example id (a repeated id keeps its
-    first row), or None without files."""
+_MAP_COLUMNS = (saliency_table.SALIENCY_MAP, saliency_table.SALIENCY_SCALE)
+_ROW = "__row"  # a frame's row in its Arrow table
+
+
+def _read_frame(paths):
+    """Staged bucket files -> ``(DataFrame indexed by example id without the map columns,
+    Arrow table of the map columns)``, a repeated id keeping its first row; None without files.
+    The maps stay in Arrow (stored dtype) until ``_maps`` decodes a chunk of them."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from apache_beam.io.filesystems import FileSystems
@@ -106,9 +112,12 @@ def _read_frame(paths, index_column=saliency_table.EXAMPLE_ID):
     for path in sorted(paths):
         with FileSystems.open(path) as handle:
             parts.append(pq.read_table(handle))
-    frame = pa.concat_tables(parts).to_pandas()
-    frame = frame.drop_duplicates(index_column)
-    return frame.set_index(index_column, drop=False)
+    whole = pa.concat_tables(parts)
+    maps = [name for name in _MAP_COLUMNS if name in whole.column_names]
+    frame = whole.drop_columns(maps).to_pandas()
+    frame[_ROW] = range(len(frame))
+    frame = frame.drop_duplicates(saliency_table.EXAMPLE_ID)
+    return frame.set_index(saliency_table.EXAMPLE_ID, drop=False), whole.select(maps)
 
 
 def _nullable(values):
@@ -121,15 +130,17 @@ def _nullable(values):
             for value in values.tolist()]
 
 
-def _maps(frame, ids, metadata):
-    """float32 ``(n, h, w)`` maps of ``ids``, decoded by the saliency table's decoder."""
-    columns = [c for c in (saliency_table.SALIENCY_MAP, saliency_table.SALIENCY_SCALE)
-               if c in frame]
-    return np.stack(saliency_table.decode_maps(frame.loc[ids, columns], metadata))
+def _maps(side, ids, metadata):
+    """float32 ``(n, h, w)`` maps of ``ids`` of one side (``_read_frame``), decoded by the
+    saliency table's decoder."""
+    frame, maps = side
+    rows = maps.take(frame.loc[ids, _ROW].to_numpy()).to_pandas()
+    return np.stack(saliency_table.decode_maps(rows, metadata))
 
 
 def similarities(first, second, ids, metadata):
-    """Spearman and top-5% overlap of ``|map|`` of ``ids`` in two runs' frames, in chunks."""
+    """Spearman and top-5% overlap of ``|map|`` of ``ids`` in two runs (``_read_frame``
+    pairs), a chunk of maps at a time."""
     from pipeline.fidelity import map_spearman, top_share_overlap
 
     spearman, overlap = np.zeros(len(ids)), np.zeros(len(ids))
@@ -145,13 +156,16 @@ def compare_bucket(frames, clusters, metadata):
     """One bucket of both runs -> the ``comparison_examples`` columns.
 
     Args:
-        frames: ``(baseline, current)`` saliency DataFrames indexed by id (None: no rows).
-        clusters: ``(baseline, current)`` DataFrames of assignments indexed by id, or None.
+        frames: ``(baseline, current)`` of ``_read_frame`` of saliency files (None: no rows).
+        clusters: ``(baseline, current)`` of ``_read_frame`` of assignments files, or None.
         metadata: ``(baseline, current)`` saliency metadata (``map_shape``).
 
     Returns:
         dict column -> list or array (ids in order: shared, baseline-only, current-only).
     """
+    sides = frames
+    frames = tuple(None if side is None else side[0] for side in sides)
+    clusters = tuple(None if side is None else side[0] for side in clusters)
     ids = [set() if frame is None else set(frame.index) for frame in frames]
     groups = (sorted(ids[0] & ids[1]), sorted(ids[0] - ids[1]), sorted(ids[1] - ids[0]))
     order = [example_id for group in groups for example_id in group]
@@ -179,7 +193,7 @@ def compare_bucket(frames, clusters, metadata):
     columns[table.FLIPPED] = [a != b for a, b in zip(*predicted)] + [None] * (len(order) - shared)
     spearman, overlap = (np.full(len(order), np.nan) for _ in range(2))
     if shared:
-        spearman[:shared], overlap[:shared] = similarities(frames[0], frames[1], groups[0],
+        spearman[:shared], overlap[:shared] = similarities(sides[0], sides[1], groups[0],
                                                            metadata)
     columns[table.SPEARMAN], columns[table.TOP5_OVERLAP] = spearman, overlap
     change = stats[table.CURRENT] - stats[table.BASELINE]
