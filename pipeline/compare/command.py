@@ -58,6 +58,10 @@ def run(argv):
 
     args, beam_args = parse_args(argv)
     settings = compare_settings(args)
+    if args.output.rstrip("/") in (args.baseline.rstrip("/"), args.current.rstrip("/")):
+        raise compatibility.CompareError(
+            f"--output {args.output} is one of the compared runs; give a folder of its own "
+            "(or set compare.baseline in the later run to compare into its own folder)")
     runs = [compatibility.read_run(folder) for folder in (args.baseline, args.current)]
     compatibility.check(*runs, args.baseline, args.current)
     comparison = compare_runs(args.baseline, args.current, args.output, settings,

@@ -31,10 +31,11 @@ from pipeline.tables.clusters import CLUSTER
 BUCKET_BYTES = 32 * 2 ** 20  # one side's maps of one bucket, counted as float32
 MIN_BUCKET_ROWS = 256
 MAP_CHUNK = 256  # shared examples whose maps are compared at once
-CLASSES = "classes"
-OVERLAPS = "overlaps"
-MEMBERS = "members"
-IDS = "ids"
+TAG_CLASSES = "classes"  # JoinBucketDoFn's tagged outputs
+TAG_OVERLAPS = "overlaps"
+TAG_MEMBERS = "members"
+TAG_IDS = "ids"
+TAGS = (TAG_CLASSES, TAG_OVERLAPS, TAG_MEMBERS, TAG_IDS)
 NO_CLUSTER = -1
 _INTEGER_COLUMNS = (saliency_table.TARGET, saliency_table.PREDICTED, saliency_table.LABEL,
                     CLUSTER)
@@ -286,18 +287,18 @@ class JoinBucketDoFn(beam.DoFn):
         columns = compare_bucket(frames, clusters, self._metadata)
         yield table.encode(columns)
         for class_index, partial in class_partials(columns, self._bound).items():
-            yield beam.pvalue.TaggedOutput(CLASSES, (class_index, partial))
+            yield beam.pvalue.TaggedOutput(TAG_CLASSES, (class_index, partial))
         shared = columns[table.PRESENCE].count(table.SHARED)
         pairs = list(zip(cluster_keys(columns, table.BASELINE)[:shared],
                          cluster_keys(columns, table.CURRENT)[:shared]))
         for (old, new), count in collections.Counter(pairs).items():
-            yield beam.pvalue.TaggedOutput(OVERLAPS, ((*old, *new), count))
+            yield beam.pvalue.TaggedOutput(TAG_OVERLAPS, ((*old, *new), count))
         ids = columns[saliency_table.EXAMPLE_ID][:shared]
         for example_id, key, (old, _) in zip(ids, per_class.id_hashes(ids), pairs):
             if old in self._flagged:
-                yield beam.pvalue.TaggedOutput(MEMBERS, (old, (int(key), example_id)))
+                yield beam.pvalue.TaggedOutput(TAG_MEMBERS, (old, (int(key), example_id)))
         for presence, count in collections.Counter(columns[table.PRESENCE]).items():
-            yield beam.pvalue.TaggedOutput(IDS, (presence, count))
+            yield beam.pvalue.TaggedOutput(TAG_IDS, (presence, count))
 
 
 class ClassComparisonFn(beam.CombineFn):

@@ -109,18 +109,18 @@ def build_comparison(p, runs, dirs, output_dir, settings, baseline_findings, pro
     joined = (tuple(parts) | "AllParts" >> beam.Flatten() | "ByBucket" >> beam.GroupByKey()
               | "JoinBuckets" >> beam.ParDo(join.JoinBucketDoFn(
                   runs, flagged, settings.sample_per_class)).with_outputs(
-                      join.CLASSES, join.OVERLAPS, join.MEMBERS, join.IDS, main="tables"))
+                      *join.TAGS, main="tables"))
     staged = sinks.write_table(joined.tables, output_dir, tables.COMPARISON_EXAMPLES,
                                examples_table.COMPARISON_EXAMPLES_SCHEMA)
-    classes = joined[join.CLASSES] | "PerClass" >> beam.CombinePerKey(
+    classes = joined[join.TAG_CLASSES] | "PerClass" >> beam.CombinePerKey(
         join.ClassComparisonFn(settings.sample_per_class))
-    overlaps = joined[join.OVERLAPS] | "SumOverlaps" >> beam.CombinePerKey(sum)
-    ids = joined[join.IDS] | "SumIds" >> beam.CombinePerKey(sum)
+    overlaps = joined[join.TAG_OVERLAPS] | "SumOverlaps" >> beam.CombinePerKey(sum)
+    ids = joined[join.TAG_IDS] | "SumIds" >> beam.CombinePerKey(sum)
     if proof.config is not None and baseline_findings:
         from pipeline.compare.occlusion import ReOcclude
 
         settings_b = runs[0]["config"]["findings"]
-        reoccluded = joined[join.MEMBERS] | "ReOcclude" >> ReOcclude(
+        reoccluded = joined[join.TAG_MEMBERS] | "ReOcclude" >> ReOcclude(
             proof.config, proof.input_shape, baseline_findings,
             settings_b["occlusion_samples"], settings_b["occlusion_fill"])
     else:

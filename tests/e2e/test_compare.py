@@ -188,3 +188,25 @@ def test_partly_overlapping_ids_are_counted(planted, capsys):
         "shared": len(old & new), "baseline_only": len(old - new), "current_only": len(new - old)}
     assert set(examples[examples.presence == "current_only"].example_id) == new - old
     assert examples[examples.presence != "shared"].spearman.isna().all()
+
+
+def test_without_the_current_model_the_statuses_are_unproven(planted, capsys):
+    root, _ = planted
+    if not (root / "clean" / "manifest.json").exists():
+        assert cli.run(_argv(root, root / "data", "clean.keras", "clean"))
+    moved = root / "clean-elsewhere"
+    shutil.copytree(root / "clean", moved)
+    manifest = json.loads((moved / "manifest.json").read_text())
+    manifest["config"]["model"]["path"] = str(root / "gone.keras")
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = _main(["compare", str(root / "shortcut"), str(moved), "--output",
+                          str(root / "unproven")], capsys)
+    assert code == 0, err
+    comparison = _comparison(root / "unproven")
+    assert comparison["unproven_statuses"] == ["resolved"]
+    assert "gone.keras is not reachable" in comparison["unproven_reason"]
+    findings = pd.read_parquet(root / "unproven" / "comparison_findings")
+    assert list(findings.status) == ["resolved"] and not findings.proven.any()
+    assert findings.current_flip_rate.isna().all()
+    assert findings.sentence.iloc[0].startswith(
+        "stripes: no current cluster holds the lower-right shortcut; not re-tested")

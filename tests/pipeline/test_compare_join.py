@@ -83,16 +83,16 @@ def _join(root, runs, buckets, name):
                     str(root / f"{name}-buckets"), buckets))
         joined = (tuple(parts) | beam.Flatten() | beam.GroupByKey()
                   | beam.ParDo(join.JoinBucketDoFn(metadata, {FLAGGED}, 100)).with_outputs(
-                      join.CLASSES, join.OVERLAPS, join.MEMBERS, join.IDS, main="tables"))
+                      *join.TAGS, main="tables"))
         joined.tables | "Rows" >> beam.FlatMap(lambda t: t.to_pylist()) | "CollectRows" >> (
             beam.ParDo(_Collect(f"{name}-rows")))
-        for tag in (join.OVERLAPS, join.MEMBERS, join.IDS):
+        for tag in (join.TAG_OVERLAPS, join.TAG_MEMBERS, join.TAG_IDS):
             joined[tag] | f"Collect{tag}" >> beam.ParDo(_Collect(f"{name}-{tag}"))
     rows = sorted(_COLLECTED[f"{name}-rows"], key=lambda row: row["example_id"])
     overlaps = collections.Counter()
-    for key, count in _COLLECTED[f"{name}-{join.OVERLAPS}"]:
+    for key, count in _COLLECTED[f"{name}-{join.TAG_OVERLAPS}"]:
         overlaps[key] += count
-    return rows, overlaps, sorted(_COLLECTED[f"{name}-{join.MEMBERS}"])
+    return rows, overlaps, sorted(_COLLECTED[f"{name}-{join.TAG_MEMBERS}"])
 
 
 @pytest.fixture(scope="module")
