@@ -11,6 +11,7 @@
 - ``outcome``: the ``comparison`` block of the manifest and the ``compare.fail_on`` verdict.
 - ``run``: one comparison from two output folders to the tables, manifest and report.
 - ``command``: ``gbp-audit compare BASELINE CURRENT --output DIR``.
+- ``report``: the report's "Since the baseline" section.
 
 Light at import: numpy only; Beam, scipy and pandas load where they are used.
 """

@@ -18,6 +18,7 @@ import numpy as np
 from pipeline.findings.regions import control_region, place_words
 from pipeline.tables import clusters as clusters_table
 from pipeline.tables import comparison_findings as table
+from pipeline.tables.comparison_examples import BASELINE, CURRENT, side_column
 from pipeline.tables.stats import CLASS, CLASS_NAME, COUNT
 
 MIN_MEMBER_OVERLAP = 0.5  # share of a baseline finding's shared members in a current one
@@ -189,8 +190,6 @@ def compare_findings(baseline, current, overlaps, reoccluded, settings, unproven
 
 
 def _row(status, proven, old, new, figures, chosen, text):
-    from pipeline.tables.comparison_examples import BASELINE, CURRENT, side_column
-
     found = old if old is not None else new
     row = {CLASS: found.class_index, CLASS_NAME: found.class_name, table.STATUS: status,
            table.PROVEN: proven, table.SENTENCE: text,

@@ -7,6 +7,8 @@ from pipeline.compare.per_class import DRIFT_STATISTICS
 from pipeline.config import jsonable
 from pipeline.tables import comparison_classes as classes_table
 from pipeline.tables import comparison_findings as findings_table
+from pipeline.tables.clusters import ACCURACY
+from pipeline.tables.comparison_examples import BASELINE, CURRENT, side_column
 from pipeline.tables.stats import CLASS, CLASS_NAME
 
 NEW_FINDING, PERSISTING_FINDING, DRIFT = "new_finding", "persisting_finding", "drift"
@@ -35,9 +37,6 @@ def class_sentences(rows):
 
 
 def _accuracy_words(row):
-    from pipeline.tables.clusters import ACCURACY
-    from pipeline.tables.comparison_examples import BASELINE, CURRENT, side_column
-
     old, new = (row[side_column(side, ACCURACY)] for side in (BASELINE, CURRENT))
     if old is None or new is None or old != old or new != new:
         return ""

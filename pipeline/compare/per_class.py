@@ -17,6 +17,10 @@ import dataclasses
 import numpy as np
 
 from gbp_ops.statistics import AGGREGATED_STATISTICS, TOTAL_MASS
+from pipeline.tables import comparison_classes as table
+from pipeline.tables.clusters import ACCURACY
+from pipeline.tables.comparison_examples import SIDES, side_column
+from pipeline.tables.stats import COUNT
 
 MIN_PAIRS = 10
 # Statistics whose shift can be drift: every one but total_mass, the gradients' scale, which
@@ -222,11 +226,6 @@ def class_figures(accumulator):
     """A finished ``ClassAccumulator`` -> the class's figures: a dict of the
     ``comparison_classes`` columns (keyed by the table module's names), without the class,
     its name, the drift verdict and the mean map difference."""
-    from pipeline.tables import comparison_classes as table
-    from pipeline.tables.clusters import ACCURACY
-    from pipeline.tables.comparison_examples import SIDES, side_column
-    from pipeline.tables.stats import COUNT
-
     acc = accumulator
     pairs = acc.pairs
     row = {side_column(side, COUNT): int(acc.rows[i]) for i, side in enumerate(SIDES)}
@@ -286,8 +285,6 @@ def drifted(rows, alpha, min_effect):
     Returns:
         list (one per row) of lists of statistic names.
     """
-    from pipeline.tables import comparison_classes as table
-
     def column(name, part):
         return table.statistic_column(name, part)
 

@@ -14,6 +14,7 @@ import json
 
 import apache_beam as beam
 
+from gbp_ops.statistics import AGGREGATED_STATISTICS
 from pipeline import paths, sinks, tables
 from pipeline.compare import compatibility, join, matching, outcome, per_class
 from pipeline.tables import comparison_classes as classes_table
@@ -61,8 +62,6 @@ def _saliency_columns(run):
     scaled = run["config"]["output"]["map_dtype"] in saliency_table.SCALED_MAP_DTYPES
     columns = [saliency_table.EXAMPLE_ID, saliency_table.LABEL, saliency_table.TARGET,
                saliency_table.PREDICTED, saliency_table.CORRECT, saliency_table.SALIENCY_MAP]
-    from gbp_ops.statistics import AGGREGATED_STATISTICS
-
     return columns + [saliency_table.SALIENCY_SCALE] * scaled + list(AGGREGATED_STATISTICS)
 
 
