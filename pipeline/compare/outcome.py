@@ -15,32 +15,38 @@ NEW_FINDING, PERSISTING_FINDING, DRIFT = "new_finding", "persisting_finding", "d
 
 
 def class_sentences(rows):
-    """Plain sentences for the classes whose statistics drifted or predictions flipped."""
+    """Plain sentences for the classes whose statistics drifted (one per class, its largest
+    standardized shift first) or whose predictions flipped."""
     found = []
     for row in rows:
         label = row[CLASS_NAME] or f"class {row[CLASS]}"
-        for name in row[classes_table.DRIFTED]:
-            def part(kind, name=name, row=row):
-                return row[classes_table.statistic_column(name, kind)]
 
+        def part(name, kind, row=row):
+            return row[classes_table.statistic_column(name, kind)]
+
+        drifted = sorted(row[classes_table.DRIFTED], key=lambda name: -abs(part(name, "effect")))
+        if drifted:
+            top = drifted[0]
+            others = f"; also {', '.join(drifted[1:])}" if drifted[1:] else ""
             found.append(
-                f"{label}: {name} shifted by {part('shift'):+.3g} (95% CI {part('ci_low'):+.3g} "
-                f"to {part('ci_high'):+.3g}; {row[classes_table.TEST].replace('_', '-')} "
-                f"p = {part('p_value'):.2g}), {abs(part('effect')):.1f} baseline standard "
-                "deviations")
+                f"{label}: attention drifted; {top} shifted by {part(top, 'shift'):+.3g} (95% "
+                f"CI {part(top, 'ci_low'):+.3g} to {part(top, 'ci_high'):+.3g}; "
+                f"{row[classes_table.TEST].replace('_', '-')} p = {part(top, 'p_value'):.2g}), "
+                f"{abs(part(top, 'effect')):.1f} baseline standard deviations{others}")
         flips = row[classes_table.PREDICTION_FLIPS]
         if flips:
             found.append(f"{label}: {flips} of {row[classes_table.SHARED_EXAMPLES]} shared "
                          f"examples ({row[classes_table.PREDICTION_FLIP_RATE]:.0%}) changed "
-                         "prediction" + _accuracy_words(row))
+                         "prediction" + _accuracy_words(row, label))
     return found
 
 
-def _accuracy_words(row):
+def _accuracy_words(row, label):
     old, new = (row[side_column(side, ACCURACY)] for side in (BASELINE, CURRENT))
     if old is None or new is None or old != old or new != new:
         return ""
-    return f"; accuracy {old:.0%} in the baseline, {new:.0%} now"
+    return (f"; of the examples explained as {label}, {old:.0%} were right in the baseline, "
+            f"{new:.0%} now")
 
 
 def no_change_sentence(class_rows, id_counts):

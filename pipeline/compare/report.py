@@ -43,7 +43,8 @@ def _optional(folder, table_name):
 def _sentences_html(comparison, finding_rows):
     alarming = {row[findings_table.SENTENCE] for row in finding_rows
                 if row[findings_table.STATUS] in _ALARMING}
-    drifted = {sentence for sentence in comparison["sentences"] if " shifted by " in sentence}
+    drifted = {sentence for sentence in comparison["sentences"]
+               if ": attention drifted; " in sentence}
     return [f'<div class="{"flag" if s in alarming | drifted else "ok"}">{esc(s)}</div>'
             for s in comparison["sentences"]]
 

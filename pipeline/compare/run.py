@@ -11,6 +11,7 @@ what the manifest and the report say.
 
 import dataclasses
 import json
+import time
 
 import apache_beam as beam
 
@@ -201,11 +202,12 @@ def compare_runs(baseline_dir, current_dir, output_dir, settings, options, proof
 
     Returns:
         The manifest's ``comparison`` block (dict; ``failed`` lists the fail_on conditions
-        that hold).
+        that hold, ``seconds`` the comparison's wall time, its pipeline included).
 
     Raises:
         compatibility.CompareError: not a run, or runs whose maps mean different things.
     """
+    started = time.time()
     runs = (compatibility.read_run(baseline_dir), compatibility.read_run(current_dir))
     compatibility.check(*runs, baseline_dir, current_dir)
     proof = proof or proof_from_manifest(runs[1])
@@ -231,9 +233,10 @@ def compare_runs(baseline_dir, current_dir, output_dir, settings, options, proof
                  + outcome.class_sentences(rows))
     sentences = sentences or [outcome.no_change_sentence(rows, counts)]
     failed = outcome.failed_conditions(settings.fail_on, finding_rows, rows)
-    return outcome.comparison_block(baseline_dir, current_dir,
-                                    compatibility.changes(*runs), counts, finding_rows, rows,
-                                    settings, proof.reason, sentences, failed)
+    block = outcome.comparison_block(baseline_dir, current_dir,
+                                     compatibility.changes(*runs), counts, finding_rows, rows,
+                                     settings, proof.reason, sentences, failed)
+    return {**block, "seconds": round(time.time() - started, 1)}
 
 
 def compare_with_baseline(config, input_shape, options):
