@@ -165,7 +165,7 @@ def aggregates(output, arrays, box=demo_assets.MARK_BOX):
         "marked_box_share_over_area": float(classes.box_share_mean["square"]) / area,
     }
 
-    rows = pipeline.load_saliency(output, columns=["example_id", "saliency", "saliency_scale"])
+    rows = pipeline.load_saliency(output, columns=["example_id", "saliency"])
     maps = np.abs(np.stack(rows.saliency.to_numpy()).astype(np.float64))
     height, width = maps.shape[1:]
     by, bx, ey, ex = _pixel_box(box, height, width)
