@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 
 from tests.e2e import findings_data
-from tests.e2e.margins import Bound
 
 COUNT = 400
 STRIPES = 1
@@ -27,46 +26,81 @@ def marked(arrays, frame):
     return frame.example_id.map(dict(zip(arrays["ids"], arrays["has_mark"]))).astype(bool)
 
 
-def best_cluster(arrays, output):
-    """(precision, recall, cluster) of the stripes cluster that best matches the marked set."""
+def planted_group(arrays, output, mark=findings_data.MARK):
+    """The flagged clusters of one run against the marked images (``mark``: the mark's pixel
+    ``(y0, x0, y1, x1)``). Spectral clustering may split the planted group into several
+    clusters, all flagged at the mark (the report makes them one finding), so the figures are
+    over the flagged clusters together:
+
+    - ``flagged_stripes_clusters`` / ``flagged_dots_clusters``: counts;
+    - ``precision`` / ``recall``: the members of the flagged clusters vs the marked images;
+    - ``least_flip_rate`` / ``most_control_flip_rate`` / ``least_occluded_examples`` over the
+      flagged clusters;
+    - ``region_overhang``: the least distance (normalised) by which a flagged cluster's region
+      reaches past the mark on any side (negative: a region misses part of the mark);
+    - ``reasons_name_the_class``: 1 when every flagged cluster's reason starts "stripes: ".
+    """
     import pipeline
 
+    clusters = pd.read_parquet(f"{output}/clusters")
+    flagged = clusters[clusters.flagged]
+    stripes = flagged[flagged["class"] == STRIPES]
+    values = {"flagged_stripes_clusters": float(len(stripes)),
+              "flagged_dots_clusters": float(len(flagged) - len(stripes)),
+              "precision": math.nan, "recall": math.nan, "least_flip_rate": math.nan,
+              "most_control_flip_rate": math.nan, "least_occluded_examples": math.nan,
+              "region_overhang": math.nan, "reasons_name_the_class": 0.0}
+    if not len(stripes):
+        return values
     frame = pipeline.load_saliency(str(output), maps=False)
     frame = frame[frame.target == STRIPES]
     is_marked = marked(arrays, frame)
-    best = (0.0, 0.0, None)
-    for cluster in sorted(frame.cluster.unique()):
-        members = frame.cluster == cluster
-        hits = float((members & is_marked).sum())
-        precision, recall = hits / members.sum(), hits / is_marked.sum()
-        best = max(best, (precision, recall, int(cluster)), key=lambda b: b[0] + b[1])
-    return best
-
-
-def planted_group(arrays, output, mark=findings_data.MARK):
-    """The planted group's cluster in one run (``mark``: pixel ``(y0, x0, y1, x1)``):
-
-    - ``precision`` / ``recall`` of the stripes cluster that best matches the marked images;
-    - ``flagged``: 1 when that cluster is flagged and its reason names the class, else 0;
-    - ``flip_rate`` / ``control_flip_rate`` / ``occluded_examples`` of that cluster;
-    - ``region_overhang``: the least distance by which its region reaches past the mark on any
-      side (negative: the region misses part of the mark);
-    - ``flagged_clusters``: flagged clusters in the whole run.
-    """
-    precision, recall, cluster = best_cluster(arrays, output)
-    clusters = pd.read_parquet(f"{output}/clusters")
-    row = clusters[(clusters["class"] == STRIPES) & (clusters.cluster == cluster)].iloc[0]
-    mark = np.array(mark, np.float64) / findings_data.SIZE
-    region = np.asarray(row.region, np.float64)
-    overhang = np.concatenate([mark[:2] - region[:2], region[2:] - mark[2:]])
-    return {
-        "precision": precision, "recall": recall,
-        "flagged": float(bool(row.flagged) and row.reason.startswith("stripes: ")),
-        "flip_rate": float(row.flip_rate), "control_flip_rate": float(row.control_flip_rate),
-        "occluded_examples": float(row.occluded_examples),
+    found = frame.cluster.isin(set(stripes.cluster))
+    hits = float((found & is_marked).sum())
+    regions = np.stack(stripes.region.to_numpy()).astype(np.float64)
+    box = np.array(mark, np.float64) / findings_data.SIZE
+    overhang = np.concatenate([box[:2] - regions[:, :2], regions[:, 2:] - box[2:]], axis=1)
+    values.update({
+        "precision": hits / found.sum(), "recall": hits / is_marked.sum(),
+        "least_flip_rate": float(stripes.flip_rate.min()),
+        "most_control_flip_rate": float(stripes.control_flip_rate.max()),
+        "least_occluded_examples": float(stripes.occluded_examples.min()),
         "region_overhang": float(overhang.min()),
-        "flagged_clusters": float(clusters.flagged.sum()),
-        "flagged_members": float(row["count"]) if row.flagged else 0.0,  # >= 8 for the report
+        "reasons_name_the_class": float(stripes.reason.str.startswith("stripes: ").all()),
+    })
+    return values
+
+
+def report_opening(output):
+    """What the report of a run opens with (writes ``output/report.html``):
+
+    - ``opens_with_the_finding``: 1 when the Findings section comes before the Counts and its
+      first flag says "stripes: N of M examples (P%) rely on a small region at the lower
+      right", N the flagged stripes clusters' members, M the class's examples, else 0;
+    - ``least_pictures``: the fewest member maps shown for a flagged cluster (up to 8);
+    - ``embedding_pictures``: the 2-D spectral embedding figures.
+    """
+    from pipeline.report import write_report
+    from tests.e2e import helpers
+
+    text, pictures = helpers.check_report_page(write_report(str(output)))
+    clusters = pd.read_parquet(f"{output}/clusters")
+    stripes = clusters[clusters["class"] == STRIPES]
+    flagged = stripes[stripes.flagged]
+    count, total = int(flagged["count"].sum()), int(stripes["count"].sum())
+    opening = (f'<div class="flag">stripes: {count:,} of {total:,} examples ({count / total:.0%})'
+               " rely on a small region at the lower right")
+    findings, counts = text.find("<h2>Findings</h2>"), text.find("<h2>Counts</h2>")
+    first_flag = text.find('<div class="flag">')
+    alts = [alt for alt, _ in pictures]
+    shown = [sum(alt.startswith(f"stripes, cluster {cluster}: planted-") for alt in alts)
+             for cluster in flagged.cluster]
+    return {
+        "opens_with_the_finding": float(0 <= findings < first_flag < counts
+                                        and text.startswith(opening, first_flag)),
+        "least_pictures": float(min(shown)) if shown else math.nan,
+        "embedding_pictures": float(sum(alt.startswith("2-D spectral embedding")
+                                        for alt in alts)),
     }
 
 
@@ -84,24 +118,15 @@ def same_tables(first, second):
 
 
 def clean_model(output):
-    """A clean model's run: ``clusters`` (count), ``flagged_clusters``, and the clusters'
-    ``most_flip_rate`` (informative: the flag rule needs 0.5 and 3x the control's)."""
+    """A clean model's run: ``clusters`` (count), ``flagged_clusters``, and how far the cluster
+    nearest to a flag stays from the flag rule's figures (informative): ``flag_rule_gap``, the
+    least over clusters of the largest of ``0.5 - flip_rate``, ``3 x control_flip_rate -
+    flip_rate`` and ``region share - 0.25`` (the default rule; > 0: not flagged on these)."""
     clusters = pd.read_parquet(f"{output}/clusters")
-    flips = clusters.flip_rate.dropna()
+    regions = np.stack(clusters.region.to_numpy()).astype(np.float64)
+    shares = (regions[:, 2] - regions[:, 0]) * (regions[:, 3] - regions[:, 1])
+    flips, controls = clusters.flip_rate.to_numpy(float), clusters.control_flip_rate.to_numpy(
+        float)
+    gaps = np.nanmax(np.stack([0.5 - flips, 3 * controls - flips, shares - 0.25]), axis=0)
     return {"clusters": float(len(clusters)), "flagged_clusters": float(clusters.flagged.sum()),
-            "most_flip_rate": float(flips.max()) if len(flips) else math.nan}
-
-
-# The thresholds each test asserts (see the test module for why each is safe).
-PLANTED_BOUNDS = (
-    Bound("precision", ">=", 0.9),
-    Bound("recall", ">=", 0.9),
-    Bound("flagged", ">=", 1),
-    Bound("flip_rate", ">=", 0.8),
-    Bound("control_flip_rate", "<=", 0.2),
-    Bound("occluded_examples", ">=", 5),
-    Bound("region_overhang", ">=", 0),
-    Bound("flagged_clusters", "<=", 1),
-)
-AGREEMENT_BOUNDS = (Bound("assignment_agreement", ">=", 0.95),)
-CLEAN_BOUNDS = (Bound("clusters", ">=", 2), Bound("flagged_clusters", "<=", 0))
+            "flag_rule_gap": float(np.nanmin(gaps)) if len(gaps) else math.nan}
