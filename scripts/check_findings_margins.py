@@ -135,6 +135,9 @@ def main():
     if args.worker is not None:
         worker(args.workdir, args.worker)
         return
+    from pipeline import quiet
+
+    quiet.import_tensorflow_quietly()  # the test module's imports load TensorFlow
     from tests.e2e import margins
 
     workdir = os.path.abspath(args.workdir)

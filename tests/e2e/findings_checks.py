@@ -77,7 +77,8 @@ def report_opening(output):
     - ``opens_with_the_finding``: 1 when the Findings section comes before the Counts and its
       first flag says "stripes: N of M examples (P%) rely on a small region at the lower
       right", N the flagged stripes clusters' members, M the class's examples, else 0;
-    - ``least_pictures``: the fewest member maps shown for a flagged cluster (up to 8);
+    - ``least_pictures`` / ``most_pictures``: the fewest and the most member maps shown for a
+      flagged cluster (the report shows up to 8);
     - ``embedding_pictures``: the 2-D spectral embedding figures.
     """
     from pipeline.report import write_report
@@ -99,6 +100,7 @@ def report_opening(output):
         "opens_with_the_finding": float(0 <= findings < first_flag < counts
                                         and text.startswith(opening, first_flag)),
         "least_pictures": float(min(shown)) if shown else math.nan,
+        "most_pictures": float(max(shown)) if shown else math.nan,
         "embedding_pictures": float(sum(alt.startswith("2-D spectral embedding")
                                         for alt in alts)),
     }

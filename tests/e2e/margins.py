@@ -34,11 +34,12 @@ class Bound:
         return f"{self.quantity} {self.op} {self.threshold:g}"
 
 
-def assert_bounds(values, bounds):
-    """Asserts every bound on ``values`` (a dict of quantity -> float), naming all that fail."""
+def assert_bounds(values, bounds, context=""):
+    """Asserts every bound on ``values`` (a dict of quantity -> float), naming all that fail
+    (and ``context``, when given)."""
     failed = [f"{bound} (measured {values[bound.quantity]:.4g})" for bound in bounds
               if not bound.holds(float(values[bound.quantity]))]
-    assert not failed, "; ".join(failed)
+    assert not failed, "; ".join(failed) + (f"; {context}" if context else "")
 
 
 def print_margins(measured, tests):

@@ -46,16 +46,20 @@ def planted(tmp_path_factory):
 
 
 PLANTED_BOUNDS = (
-    Bound("flagged_stripes_clusters", ">=", 1),  # least 1 (2 when split)
+    Bound("flagged_stripes_clusters", ">=", 1),  # 1, or 2 when the group is split (seed 4)
     Bound("flagged_dots_clusters", "<=", 0),  # most 0
-    # the flagged clusters' members are the marked images: least TBD
-    Bound("precision", ">=", 0.9),
+    # the flagged clusters' members are the marked images: least precision 0.952 (the bounded
+    # run, seeds 2 and 4: 3 of 63 members unmarked), so 0.85 leaves 0.10, 3x the worst share
+    # of unmarked members; least recall 1.0, margin 0.1
+    Bound("precision", ">=", 0.85),
     Bound("recall", ">=", 0.9),
-    Bound("least_flip_rate", ">=", 0.8),  # least TBD
-    Bound("most_control_flip_rate", "<=", 0.2),  # most TBD
-    Bound("least_occluded_examples", ">=", 5),  # least TBD
-    # every flagged region holds the whole mark; 0 or more by construction when the hot cells
-    # lie on the mark (the region is grown by a cell); the mirrored corner gives TBD
+    # covering the mark changes their predictions, the control region does not: least flip
+    # rate 0.984 (margin 0.18), most control flip rate 0 (margin 0.2)
+    Bound("least_flip_rate", ">=", 0.8),
+    Bound("most_control_flip_rate", "<=", 0.2),
+    Bound("least_occluded_examples", ">=", 5),  # least 16 (bounded run), margin 11
+    # every flagged region holds the whole mark: least overhang 0.0625 (the region is the hot
+    # cells grown by one cell); measured at the mirrored corner instead, -0.69 on every model
     Bound("region_overhang", ">=", 0),
     Bound("reasons_name_the_class", ">=", 1),
 )
@@ -76,7 +80,10 @@ def test_two_runs_give_identical_assignments_and_tables(planted):
         pd.testing.assert_frame_equal(first, second)
 
 
-AGREEMENT = 0.95
+# least agreement 0.975 (seed 4, where two flagged clusters share a border and a few of their
+# members vote across it; 1.0 with the bounded sample): 0.9 leaves 0.075, 4x the worst share of
+# disagreements
+AGREEMENT = 0.9
 
 
 def test_streaming_assignment_agrees_with_the_clustering(planted):
@@ -85,7 +92,6 @@ def test_streaming_assignment_agrees_with_the_clustering(planted):
         manifest = json.loads((runs[name] / "manifest.json").read_text())
         by_class = manifest["findings"]["by_class"]
         assert [entry["sample_size"] for entry in by_class] == [sample, sample]
-        # least 0.975 over the checked seeds and kernels TBD
         assert manifest["findings"]["assignment_agreement"] >= AGREEMENT
         embedding = pd.read_parquet(runs[name] / "embedding")
         assigned = pipeline.load_saliency(str(runs[name]), maps=False).set_index("example_id")
@@ -101,9 +107,10 @@ def test_streaming_assignment_agrees_with_the_clustering(planted):
 
 
 CLEAN_BOUNDS = (
-    Bound("clusters", ">=", 2),  # least TBD
-    # the cluster nearest to a flag stays TBD below the rule's figures; the planted model's
-    # run measured the same way has its flagged cluster
+    Bound("clusters", ">=", 2),  # each class has at least one cluster: least 2 (seed 4), 7 most
+    # no flag: the cluster nearest to one stays at least 0.35 from the rule's figures (the
+    # largest of 0.5 - flip rate, 3 x control - flip rate, region share - 0.25; seed 1); the
+    # planted model's run measured the same way has 1 or 2 flagged clusters on every model
     Bound("flagged_clusters", "<=", 0),
 )
 
@@ -115,13 +122,16 @@ def test_clean_model_has_no_finding(tmp_path):
                               seed=findings_checks.CLEAN_MODEL_SEED)
     output = _run(tmp_path, tmp_path / "data", tmp_path / "model.keras", "clean")
     clusters = pd.read_parquet(output / "clusters")
-    assert_bounds(findings_checks.clean_model(output), CLEAN_BOUNDS), clusters.reason.tolist()
+    assert_bounds(findings_checks.clean_model(output), CLEAN_BOUNDS, clusters.reason.tolist())
 
 
 REPORT_BOUNDS = (
-    # the first flag is the flagged clusters' finding (one, or their union when split)
+    # the first flag is the flagged clusters' finding, one cluster's or (split, seed 4) the
+    # union's sentence: on every model
     Bound("opens_with_the_finding", ">=", 1),
-    Bound("least_pictures", ">=", 8),  # 8 member maps per flagged cluster: least TBD members
+    # 8 member maps per flagged cluster: the smallest flagged cluster has 27 members (seed 4)
+    Bound("least_pictures", ">=", 8),
+    Bound("most_pictures", "<=", 8),
     Bound("embedding_pictures", ">=", 1),
 )
 
