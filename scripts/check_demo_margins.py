@@ -15,7 +15,8 @@ Usage (from the repository root; each config trains a model and runs the job, a 
 --controls adds the negative controls that the tests must fail: a model trained on the same
 kind of images without any mark (oneDNN on, seed 0), and every config measured at the mirrored
 corner instead of the mark. Assets and runs are cached in --workdir (delete it to start over);
-measurements are always taken again. Each config's figures go to <workdir>/<config>/values.json.
+measurements are taken again unless --saved. Each config's figures go to
+<workdir>/<config>/values.json.
 """
 
 import argparse
@@ -106,72 +107,49 @@ def worker(folder, seed):
         json.dump(values, handle, indent=1)
 
 
-def _measure(workdir, kernel, seed):
-    """Runs the worker for one config in a subprocess with that kernel setting."""
+def _measure(workdir, kernel, seed, again=True):
+    """Runs the worker for one config in a subprocess with that kernel setting (unless
+    ``again`` is false and it has saved its figures); returns the figures."""
     env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1" if kernel == "on" else "0",
                TF_CPP_MIN_LOG_LEVEL="2")
     folder = os.path.join(workdir, _config_name(kernel, seed))
+    values_path = os.path.join(folder, "values.json")
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", str(seed),
-                             "--workdir", folder], cwd=REPO, env=env, capture_output=True,
-                            text=True)
-    if result.returncode:
-        raise SystemExit(f"{_config_name(kernel, seed)} failed:\n{result.stderr[-3000:]}")
-    with open(os.path.join(folder, "values.json")) as handle:
+    if again or not os.path.exists(values_path):
+        result = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker",
+                                 str(seed), "--workdir", folder], cwd=REPO, env=env,
+                                capture_output=True, text=True)
+        if result.returncode:
+            raise SystemExit(f"{_config_name(kernel, seed)} failed:\n{result.stderr[-3000:]}")
+    with open(values_path) as handle:
         values = json.load(handle)
     print(f"{_config_name(kernel, seed)}: {time.perf_counter() - start:.0f} s "
           f"({values['timing']})", flush=True)
     return values
 
 
-def _tests():
-    from tests.e2e import demo_checks
+def tests():
+    """``(test, part, bounds)`` of the demo tests whose figures depend on the trained model; the
+    bounds are the tests' own (tests/e2e/test_demo_script.py)."""
+    from tests.e2e import test_demo_script as demo_tests
 
-    return (("test_demo_model_relies_on_the_planted_mark", demo_checks.RELIANCE_BOUNDS),
-            ("test_report_opens_with_the_marked_squares", demo_checks.REPORT_BOUNDS),
-            ("test_aggregates_locate_the_mark_for_the_marked_class_only",
-             demo_checks.AGGREGATE_BOUNDS))
-
-
-def print_margins(measured, part="mark"):
-    """One table per test: each bound's value per config, and its smallest margin."""
-    names = list(measured)
-    short = [name.replace("onednn-", "").replace("/seed-", "/s") for name in names]
-    for test, bounds in _tests():
-        print(f"\n{test}")
-        print(f"  {'bound':<44}" + "".join(f"{s:>9}" for s in short) + "  least margin")
-        for bound in bounds:
-            row = [measured[name][part][bound.quantity] for name in names]
-            margins = [bound.margin(v) for v in row]
-            least = min(margins, key=lambda m: (m == m, m))  # NaN first: it fails
-            flag = "" if all(bound.holds(v) for v in row) else "  FAILS"
-            print(f"  {str(bound):<44}" + "".join(f"{v:>9.4g}" for v in row)
-                  + f"  {least:.4g}{flag}")
-    print("\ntest_sanity_check_runs_on_the_demo (informative: the verdict follows the number)")
-    for quantity in ("verdict_spearman", "distance_to_band_edge"):
-        print(f"  {quantity:<44}" + "".join(
-            f"{measured[name]['mark'][quantity]:>9.4g}" for name in names))
-    other = [q for q in measured[names[0]][part] if q not in
-             {b.quantity for _, bounds in _tests() for b in bounds}
-             and q not in ("verdict_spearman", "distance_to_band_edge")]
-    print("\nother quantities measured (no bound)")
-    for quantity in other:
-        print(f"  {quantity:<44}" + "".join(
-            f"{measured[name][part].get(quantity, float('nan')):>9.4g}" for name in names))
+    return (("test_demo_model_relies_on_the_planted_mark", "mark", demo_tests.RELIANCE_BOUNDS),
+            ("test_report_opens_with_the_marked_squares", "mark", demo_tests.REPORT_BOUNDS),
+            ("test_aggregates_locate_the_mark_for_the_marked_class_only", "mark",
+             demo_tests.AGGREGATE_BOUNDS))
 
 
-def print_controls(measured, controls):
-    """Which bounds each negative control fails (each test must fail on every control)."""
-    print("\nnegative controls: the bounds each one fails (every test must fail on each)")
-    cases = [(f"{name} at the mirrored corner", measured[name]["mirrored"]) for name in measured]
-    cases += [(f"{name} (model trained without a mark)", values["mark"])
-              for name, values in controls.items()]
-    for label, values in cases:
-        print(f"  {label}")
-        for test, bounds in _tests():
-            failed = [str(b) for b in bounds if b.quantity in values
-                      and not b.holds(values[b.quantity])]
-            print(f"    {test}: {'; '.join(failed) if failed else 'NOTHING FAILS'}")
+def _print_other(measured):
+    """The quantities no bound reads, and the sanity verdict's number (informative)."""
+    bound = {b.quantity for _, _, bounds in tests() for b in bounds}
+    print("\ntest_sanity_check_runs_on_the_demo (informative: the test derives the verdict's "
+          "wording from the number, so any value passes) and quantities no bound reads")
+    first = next(iter(measured.values()))["mark"]
+    for quantity in (q for q in first if q not in bound):
+        print(f"  {quantity:<42}" + "".join(
+            f"{values['mark'].get(quantity, float('nan')):>9.4g}" for values in measured.values()))
+    print("  job output counts 1024 rows, 0 dead letters: "
+          + ", ".join(str(v["timing"]["stdout_counts_ok"]) for v in measured.values()))
 
 
 def main():
@@ -180,19 +158,31 @@ def main():
     parser.add_argument("--kernels", nargs="+", choices=["on", "off"], default=["on", "off"])
     parser.add_argument("--workdir", default=os.path.join(REPO, ".cache", "demo-margins"))
     parser.add_argument("--controls", action="store_true")
+    parser.add_argument("--saved", action="store_true",
+                        help="print the figures saved by an earlier run where there are some")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
         worker(args.workdir, args.worker)
         return
+    from pipeline import quiet
+
+    quiet.import_tensorflow_quietly()  # the test module's imports load TensorFlow
+    from tests.e2e import margins
+
     workdir = os.path.abspath(args.workdir)
-    measured = {_config_name(kernel, seed): _measure(workdir, kernel, seed)
+    measured = {_config_name(kernel, seed): _measure(workdir, kernel, seed, not args.saved)
                 for kernel in args.kernels for seed in args.seeds}
-    controls = {_config_name("on", NO_MARK): _measure(workdir, "on", NO_MARK)} if (
-        args.controls) else {}
-    print_margins(measured)
+    margins.print_margins(measured, tests())
+    _print_other(measured)
     if args.controls:
-        print_controls(measured, controls)
+        name = _config_name("on", NO_MARK)
+        control = _measure(workdir, "on", NO_MARK, not args.saved)
+        print("\nnegative controls: the bounds each one fails (each test must fail on each)")
+        cases = [(f"{name} at the mirrored corner", {"mark": values["mirrored"]})
+                 for name, values in measured.items()]
+        cases.append((f"{name}: a model trained without a mark", {"mark": control["mark"]}))
+        margins.print_failures(cases, tests())
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from demo import assets as demo_assets
-from tests.e2e.margins import Bound
 
 SIZE = 64
 DEMO_EXAMPLES = 1024  # the demo's own data: build_demo_assets' defaults
@@ -202,28 +201,3 @@ def sanity(output):
     spearman = float(randomization[randomization.depth == depth].spearman.mean())
     return {"verdict_spearman": spearman,
             "distance_to_band_edge": min(abs(spearman - edge) for edge in SANITY_BANDS)}
-
-
-# The thresholds each test asserts (see the test for why each is safe).
-RELIANCE_BOUNDS = (
-    Bound("painted_circles_called_square", ">", 0.8),
-    Bound("marked_squares_right", ">", 0.9),
-    Bound("covered_mark_flips", ">", 0.7),
-    Bound("covered_control_flips", "<", 0.1),
-)
-REPORT_BOUNDS = (
-    Bound("flagged_square_clusters", ">=", 1),
-    Bound("flagged_circle_clusters", "<=", 0),
-    Bound("region_overhang", ">=", 0),
-    Bound("largest_region_share", "<=", 0.25),
-    Bound("least_flip_rate", ">=", 0.8),
-    Bound("most_control_flip_rate", "<=", 0.2),
-    Bound("precision", ">=", 0.9),
-    Bound("recall", ">=", 0.9),
-    Bound("report_opens_with_square_upper_left", ">=", 1),
-)
-AGGREGATE_BOUNDS = (
-    Bound("square_share_over_area", ">", 2),
-    Bound("square_over_circle_share", ">", 5),
-    Bound("marked_box_share_over_area", ">", 5),
-)
