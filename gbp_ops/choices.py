@@ -41,3 +41,10 @@ def is_savedmodel_dir(path, exists=os.path.isfile, join=os.path.join):
 # The two sanity checks, as named in the sanity rows' ``check`` field; see ``gbp_ops.sanity``.
 CHECK_RANDOMIZATION = "randomization"
 CHECK_CLASS_SENSITIVITY = "class_sensitivity"
+
+# What guided backprop does at an activation other than ReLU (swish, GELU, ...); see
+# ``gbp_ops.gated_activation``. 'refuse': the model is refused, naming them; 'gate': the gate
+# rule ``dy * f'(x) * (dy > 0) * (x > 0)`` (opt-in: no paper defines GBP there).
+NONLINEARITY_REFUSE = "refuse"
+NONLINEARITY_GATE = "gate"
+NONLINEARITY_RULES = (NONLINEARITY_REFUSE, NONLINEARITY_GATE)

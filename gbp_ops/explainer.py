@@ -11,13 +11,20 @@ import numpy as np
 import tensorflow as tf
 
 from gbp_ops import errors
-from gbp_ops.choices import METHOD_GUIDED_BACKPROP
+from gbp_ops.batch_inputs import (
+    TARGET_PREDICTED,
+    check_images,
+    check_seeds,
+    check_targets,
+    pad_rows,
+    run_in_batches,
+)
+from gbp_ops.choices import METHOD_GUIDED_BACKPROP, NONLINEARITY_REFUSE
 from gbp_ops.guided_relu import RULE_GUIDED
 from gbp_ops.maps import REDUCTIONS
+from gbp_ops.model_graph import assign_layer_weights
 from gbp_ops.rewrite import SPACE_LOGIT, guide_model
 from gbp_ops.smoothgrad import smoothgrad_maps
-
-TARGET_PREDICTED = -1  # target value meaning "explain the predicted class"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +83,12 @@ class GuidedBackprop:
             of the maps of S noisy copies of each image (see ``gbp_ops.smoothgrad``), for the
             target chosen on the clean image.
         smoothgrad_sigma: the noise std as a fraction of each image's range (max - min).
+        nonlinearity_rule: ``'refuse'`` (default) or ``'gate'``: the gate rule at swish, GELU
+            and the other activations ``gbp_ops.gated_activation`` lists (see ``guide_model``).
+
+    Attributes (beyond the settings): ``guided_sites`` (every guided ReLU), ``gated_sites``
+    (every activation under the gate rule) and ``unguided_sites`` (left plain with
+    ``allow_unguided``), each a tuple of ``GuidedSite``.
     """
 
     method = METHOD_GUIDED_BACKPROP
@@ -92,11 +105,13 @@ class GuidedBackprop:
         reduction=None,
         smoothgrad_samples=0,
         smoothgrad_sigma=0.15,
+        nonlinearity_rule=NONLINEARITY_REFUSE,
     ):
         # Every explainer of the family (the SavedModel ones too) is built by these four steps;
         # a model family overrides ``_build_model``, a method ``_build_method``.
         self._set_options(batch_size, layer_name, reduction, smoothgrad_samples,
                           smoothgrad_sigma)
+        self.nonlinearity_rule = nonlinearity_rule
         self._build_model(model, strip_final_activation, allow_unguided)
         self._build_method(model, strip_final_activation, allow_unguided)
         self._compile_step(compile)
@@ -105,14 +120,17 @@ class GuidedBackprop:
         """Sets what the explained model is: ``guided_sites``, ``unguided_sites``,
         ``explained_space``, ``stripped_activation``, ``input_shape``, the number of outputs
         and ``_scorer``; here by rewriting a Keras model (``guide_model``)."""
-        rewrite = guide_model(model, strip_final_activation, allow_unguided, rule=self.relu_rule)
+        rewrite = guide_model(model, strip_final_activation, allow_unguided, rule=self.relu_rule,
+                              nonlinearity_rule=self.nonlinearity_rule)
         self.guided_sites = rewrite.guided_sites
+        self.gated_sites = rewrite.gated_sites
         self.unguided_sites = rewrite.unguided_sites
         self.explained_space = rewrite.explained_space
         self.stripped_activation = rewrite.stripped_activation
         if self.layer_name is not None:
             self.explained_space = f"layer:{self.layer_name}"
         self._scorer = scoring_model(rewrite.model, self.layer_name)
+        self._weight_models = [rewrite.model]  # every clone whose variables the step reads
         self._set_input_shape(rewrite.model.inputs[0].shape[1:])
         self._set_num_outputs(int(self._scorer.outputs[0].shape[-1]))
 
@@ -179,10 +197,28 @@ class GuidedBackprop:
     def _build_method(self, model, strip_final_activation, allow_unguided):
         """Hook for methods that need more than the rewritten model (run before tracing)."""
 
+    def assign_layer_weights(self, weights_by_path):
+        """Replaces the weights of the named layers in every clone the step computes with (the
+        guided clone; Guided Grad-CAM's plain clone too), in place: the traced step then
+        explains the model with those weights without being traced again.
+
+        Args:
+            weights_by_path: dict layer path (``gbp_ops.model_graph.leaf_layers`` of the model
+                the explainer was built from) -> list of numpy arrays (``get_weights`` order).
+
+        Raises:
+            GBPError: the explainer has no Keras variables (a frozen SavedModel graph).
+        """
+        if not getattr(self, "_weight_models", None):
+            raise errors.GBPError(errors.FROZEN_WEIGHTS)
+        for model in self._weight_models:
+            assign_layer_weights(model, weights_by_path)
+
     def method_fields(self):
         """The method and its settings, for the manifest: a JSON-ready dict."""
         return {"method": self.method, "smoothgrad_samples": self.smoothgrad_samples,
-                "smoothgrad_sigma": self.smoothgrad_sigma}
+                "smoothgrad_sigma": self.smoothgrad_sigma,
+                "nonlinearity_rule": self.nonlinearity_rule}
 
     def _step_fn(self, images, targets, seeds):
         self.num_traces += 1  # a Python side effect: runs once per trace, not per call
@@ -300,63 +336,6 @@ class GuidedBackprop:
             return (1.0 / (1.0 + np.exp(-scores))).astype(np.float32)
         shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
         return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def check_images(images, input_shape):
-    """float32 ``(N, *input_shape)`` images; raises GBPError for any other shape."""
-    images = np.asarray(images)
-    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(input_shape):
-        raise errors.GBPError(errors.BAD_IMAGE_SHAPE.format(
-            expected=", ".join(str(d) for d in input_shape), got=images.shape))
-    return images.astype(np.float32, copy=False)
-
-
-def check_targets(targets, count, num_classes):
-    """int32 ``(count,)`` targets (None: all ``TARGET_PREDICTED``); raises GBPError for a wrong
-    shape or a class outside ``[TARGET_PREDICTED, num_classes)``."""
-    if targets is None:
-        return np.full(count, TARGET_PREDICTED, np.int32)
-    targets = np.asarray(targets)
-    if targets.shape != (count,) or not np.issubdtype(targets.dtype, np.integer):
-        raise errors.GBPError(errors.BAD_TARGETS_SHAPE.format(count=count, got=targets.shape))
-    bad = targets[(targets >= num_classes) | (targets < TARGET_PREDICTED)]
-    if bad.size:
-        raise errors.GBPError(
-            errors.TARGET_OUT_OF_RANGE.format(target=int(bad[0]), num_classes=num_classes)
-        )
-    return targets.astype(np.int32)
-
-
-def check_seeds(seeds, count):
-    """int64 ``(count,)`` SmoothGrad seeds (None: example i gets seed i); raises GBPError for a
-    wrong shape or dtype."""
-    if seeds is None:
-        return np.arange(count, dtype=np.int64)
-    seeds = np.asarray(seeds)
-    if seeds.shape != (count,) or not np.issubdtype(seeds.dtype, np.integer):
-        raise errors.GBPError(errors.BAD_SEEDS_SHAPE.format(count=count, got=seeds.shape))
-    return seeds.astype(np.int64)
-
-
-def run_in_batches(step, arrays, batch_size):
-    """``step(*chunks)`` on consecutive ``batch_size`` rows of the equal-length ``arrays``
-    (once on the empty arrays when there are no rows); each output column concatenated.
-
-    Args:
-        step: ``(*arrays' rows) -> tuple of (n, ...) arrays``.
-    """
-    count = len(arrays[0])
-    parts = [step(*(array[i:i + batch_size] for array in arrays))
-             for i in range(0, count, batch_size)] or [step(*arrays)]
-    return tuple(np.concatenate(column) for column in zip(*parts))
-
-
-def pad_rows(array, size):
-    """Pads ``array`` (n, ...) with zero rows to ``size`` rows (n <= size)."""
-    pad = size - len(array)
-    if not pad:
-        return array
-    return np.concatenate([array, np.zeros((pad, *array.shape[1:]), array.dtype)])
 
 
 def scoring_model(model, layer_name):

@@ -16,6 +16,7 @@ from gbp_ops.choices import (
     METHOD_DECONVNET,
     METHOD_GUIDED_BACKPROP,
     METHOD_GUIDED_GRADCAM,
+    NONLINEARITY_REFUSE,
 )
 from gbp_ops.explainer import GuidedBackprop
 from gbp_ops.gradcam import class_activation_map
@@ -76,7 +77,9 @@ class SavedModelGuidedBackprop(GuidedBackprop):
         self.source = source
         self._plan = plan_graph(source, strip_final_activation, allow_unguided, self.layer_name)
         self.guided_sites = self._plan.guided_sites
+        self.gated_sites = ()
         self.unguided_sites = self._plan.unguided_sites
+        self.nonlinearity_rule = NONLINEARITY_REFUSE  # make_explainer refuses 'gate' here
         self.stripped_activation = self._plan.stripped_activation
         self.explained_space = (f"layer:{self.layer_name}" if self.layer_name is not None else
                                 SPACE_LOGIT if self.stripped_activation else SPACE_OUTPUT)

@@ -70,12 +70,27 @@ def top_share_overlap(a, b, share=TOP_SHARE):
     Returns:
         float64 ``(N,)`` in [0, 1].
     """
-    a = np.abs(np.asarray(a, np.float64)).reshape(len(a), -1)
-    b = np.abs(np.asarray(b, np.float64)).reshape(len(b), -1)
+    a, b = _magnitudes(a), _magnitudes(b)
     count = max(1, int(np.ceil(share * a.shape[1])))
-    top_a = np.argsort(-a, axis=1, kind="stable")[:, :count]
-    top_b = np.argsort(-b, axis=1, kind="stable")[:, :count]
-    return np.array([len(np.intersect1d(x, y)) / count for x, y in zip(top_a, top_b)])
+    return (_top_set(a, count) & _top_set(b, count)).sum(axis=1) / count
+
+
+def _top_set(values, count):
+    """bool ``(N, P)``: the ``count`` largest values of each row, ties to the lower index (as
+    a stable sort of ``-values`` orders them), found by partition rather than a full sort."""
+    size = values.shape[1]
+    kth = np.partition(values, size - count, axis=1)[:, size - count][:, None]
+    above = values > kth
+    tied = values == kth
+    room = count - above.sum(axis=1, keepdims=True)
+    return above | (tied & (np.cumsum(tied, axis=1) <= room))
+
+
+def _magnitudes(maps):
+    """``|maps|`` flat per map: float32 stays float32 (it sorts faster and ranks the same)."""
+    maps = np.asarray(maps)
+    maps = maps if maps.dtype == np.float32 else maps.astype(np.float64)
+    return np.abs(maps).reshape(len(maps), -1)
 
 
 def map_spearman(a, b):
@@ -88,7 +103,7 @@ def map_spearman(a, b):
     from gbp_ops.similarity import spearman_rank_correlation
 
     values = spearman_rank_correlation(a, b)
-    same = np.array([np.array_equal(np.abs(x), np.abs(y)) for x, y in zip(a, b)])
+    same = np.all(_magnitudes(a) == _magnitudes(b), axis=1)
     return np.where(np.isnan(values), np.where(same, 1.0, 0.0), values)
 
 

@@ -35,12 +35,16 @@ def run(argv=None, launched=None):
     start = time.time()
     config = load_run_config(args)
     plan = preflight(config)
+    if config.compare.baseline:  # refused here, before any work, when the maps differ
+        from pipeline.compare.compatibility import check, read_run
+
+        check(read_run(config.compare.baseline), plan.manifest_base, config.compare.baseline)
     if config.explain.worker_intra_op_threads:
         # Spawned local worker processes read this when TF starts in them.
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(config.explain.worker_intra_op_threads)
     options = beam_options(beam_args)
     if _explains_in_this_process(options):
-        warmup.start_in_background(config)
+        warmup.start_in_background(plan.config)  # explain.precision auto settled
     reporter, progress_dir = _local_progress(config, options)
     try:
         with beam.Pipeline(options=options) as p:
@@ -52,6 +56,10 @@ def run(argv=None, launched=None):
             shutil.rmtree(progress_dir, ignore_errors=True)
     # Empty when the runner has not run the job here (e.g. Dataflow --dry_run).
     published = manifest.read(config.output.path)
+    if published and config.compare.baseline:
+        from pipeline.compare.run import compare_with_baseline
+
+        published = compare_with_baseline(config, plan.input_shape, options)
     if published and config.output.report:
         with warmup.collector_paused():  # pandas, pyarrow.dataset and matplotlib load here
             from pipeline.report import write_report

@@ -3,7 +3,8 @@
 import dataclasses
 import uuid
 
-from gbp_ops.precision import PRECISION_FLOAT32
+from gbp_ops.precision import PRECISION_BFLOAT16, PRECISION_FLOAT32
+from gbp_ops.precision_choice import PRECISION_AUTO
 from pipeline import paths
 from pipeline.config import ConfigError
 
@@ -84,16 +85,49 @@ def _check_fidelity(config, explainer):
     return measured
 
 
-def preflight(config, explainer_builder=None):
+def _with_precision(config, precision):
+    return dataclasses.replace(config, explain=dataclasses.replace(config.explain,
+                                                                   precision=precision))
+
+
+def _choose_auto_precision(config, savedmodel, build, host):
+    """``explain.precision: auto`` settled (``gbp_ops.precision_choice``): bfloat16's fidelity
+    is measured only on a host that computes it natively.
+
+    Returns:
+        ``(config with the chosen precision, the manifest's precision_choice, the measured
+        fidelity or None)``.
+    """
+    from gbp_ops import precision_choice
+
+    host = host or precision_choice.probe_host()
+    fidelity = None
+    if host.native_bf16 and not savedmodel:
+        from pipeline.launch import fidelity as fidelity_check
+
+        candidate = _with_precision(config, PRECISION_BFLOAT16)
+        explainer = build(candidate)
+        fidelity = fidelity_check.measure(candidate, explainer, explainer.input_shape)
+    precision, reason = precision_choice.choose_precision(
+        host, fidelity and fidelity["mean_spearman"], config.explain.min_fidelity,
+        keras_model=not savedmodel)
+    choice = {"requested": PRECISION_AUTO, "precision": precision,
+              "reason": reason, "host": host.detail}
+    return _with_precision(config, precision), choice, fidelity
+
+
+def preflight(config, explainer_builder=None, host=None):
     """Validates everything that can be checked before the pipeline starts.
 
     Args:
         config: a validated RunConfig.
         explainer_builder: ``config -> explainer``; defaults to
             ``pipeline.explainers.shared_explainer``, whose explainer a local run reuses.
+        host: for ``explain.precision: auto``, a ``gbp_ops.precision_choice.HostPrecision``;
+            None probes this host.
 
     Returns:
-        A RunPlan.
+        A RunPlan; its config has ``auto`` replaced by the chosen precision.
 
     Raises:
         PreflightError / ConfigError / gbp_ops.GBPError with a one-line message.
@@ -112,7 +146,11 @@ def preflight(config, explainer_builder=None):
         raise PreflightError(errors.MODEL_NOT_FOUND.format(path=config.model.path))
     if savedmodel and config.sanity.enabled:
         raise PreflightError(SANITY_NEEDS_KERAS.format(path=config.model.path))
-    explainer = (explainer_builder or explainers.shared_explainer)(config)
+    build = explainer_builder or explainers.shared_explainer
+    requested, choice, fidelity = config, None, None
+    if config.explain.precision == PRECISION_AUTO:
+        config, choice, fidelity = _choose_auto_precision(config, savedmodel, build, host)
+    explainer = build(config)
     height, width, channels = explainer.input_shape
     if channels not in (1, 3):
         raise PreflightError(MODEL_INPUT_CHANNELS.format(channels=channels))
@@ -125,8 +163,9 @@ def preflight(config, explainer_builder=None):
     _check_output(config.output.path)
     map_shape = (height // factor, width // factor)
     manifest_base = manifest.base_fields(
-        config, explainer, class_names, map_shape,
+        requested, explainer, class_names, map_shape,
         model_sha256(paths.local_copy(config.model.path)),
-        fidelity=_check_fidelity(config, explainer))
+        fidelity=fidelity if choice else _check_fidelity(config, explainer),
+        precision_choice=choice)
     return RunPlan(config, tuple(explainer.input_shape), map_shape, tuple(class_names),
                    manifest_base)

@@ -31,9 +31,10 @@ def versions():
     return found
 
 
-def base_fields(config, explainer, class_names, map_shape, model_sha256, fidelity=None):
-    """Fields known before the run: config, versions, model, explained space and shapes, and
-    a reduced-precision run's fidelity to float32.
+def base_fields(config, explainer, class_names, map_shape, model_sha256, fidelity=None,
+                precision_choice=None):
+    """Fields known before the run: config, versions, model, explained space and shapes, a
+    reduced-precision run's fidelity to float32, and what ``explain.precision: auto`` chose.
 
     Args:
         config: the RunConfig.
@@ -43,6 +44,8 @@ def base_fields(config, explainer, class_names, map_shape, model_sha256, fidelit
         model_sha256: hex digest of the model file.
         fidelity: None (float32), or ``pipeline.launch.fidelity.measure``'s dict, kept as the
             ``fidelity`` field.
+        precision_choice: None, or for ``auto``: ``requested``, ``precision`` (the one the
+            run computes in), ``reason`` and ``host``; kept as the ``precision_choice`` field.
     """
     method_fields = _method_fields(config, explainer)
     fields = {
@@ -52,6 +55,9 @@ def base_fields(config, explainer, class_names, map_shape, model_sha256, fidelit
         "method_settings": method_fields,
         "model_sha256": model_sha256,
         "guided_sites": [f"{site.layer}: {site.form}" for site in explainer.guided_sites],
+        # Activations under explain.nonlinearity_rule 'gate', apart from the guided ReLUs.
+        "gated_sites": [f"{site.layer}: {site.form}"
+                        for site in getattr(explainer, "gated_sites", ())],
         "unguided_sites": [site.layer for site in explainer.unguided_sites],
         "explained_space": explainer.explained_space,
         "input_shape": list(explainer.input_shape),
@@ -60,6 +66,8 @@ def base_fields(config, explainer, class_names, map_shape, model_sha256, fidelit
     }
     if fidelity is not None:
         fields["fidelity"] = jsonable(fidelity)
+    if precision_choice is not None:
+        fields["precision_choice"] = jsonable(precision_choice)
     return fields
 
 
@@ -70,7 +78,8 @@ def _method_fields(config, explainer):
         return jsonable(explainer.method_fields())
     explain = config.explain
     return {"method": explain.method, "smoothgrad_samples": explain.smoothgrad_samples,
-            "smoothgrad_sigma": explain.smoothgrad_sigma}
+            "smoothgrad_sigma": explain.smoothgrad_sigma,
+            "nonlinearity_rule": explain.nonlinearity_rule}
 
 
 def table_metadata(base, map_dtype):

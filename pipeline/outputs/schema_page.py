@@ -49,12 +49,18 @@ MANIFEST_FIELDS = (
                  "`by_class` (target, sample_size, clusters, eigenvalues, "
                  "assignment_agreement) and `assignment_agreement`"),
     ("fidelity", "reduced precision only: the maps' agreement with float32 on a sample"),
+    ("precision_choice", "`explain.precision: auto` only: the precision requested and used, "
+                         "why, and the host"),
+    ("comparison", "with `compare.baseline` (or written by `gbp-audit compare`): the "
+                   "comparison's outcome (`failed` conditions, finding statuses, per-class "
+                   "drift; see the README)"),
     ("config", "the run's whole configuration"),
     ("versions", "the stack's package versions"),
     ("method", "the explanation method"),
     ("method_settings", "its settings (SmoothGrad, the Grad-CAM layer)"),
     ("model_sha256", "hash of the model file or SavedModel directory"),
     ("guided_sites", "the ReLUs the method rewrote (`layer: form`)"),
+    ("gated_sites", "activations under `explain.nonlinearity_rule: gate` (`layer: form`)"),
     ("unguided_sites", "activations it could not rewrite"),
     ("explained_space", "what the explained score is (logit, probability, ...)"),
     ("input_shape", "the model input's shape"),

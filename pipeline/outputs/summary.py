@@ -85,6 +85,10 @@ def summary(manifest):
                      f"batch, {timing['batch_seconds']:.1f} s of batches, "
                      f"{timing['after_last_batch_seconds']:.1f} s after the last (findings, "
                      "tables, report)")
+    comparison = manifest.get("comparison")
+    if comparison:
+        lines += [f"gbp-audit: since the baseline: {sentence}"
+                  for sentence in comparison["sentences"][:5]]
     if manifest.get("report"):  # last: the line a user copies
         lines.append(f"gbp-audit: report: {manifest['report']}")
     return "\n".join(lines)

@@ -29,6 +29,10 @@ def counts_section(manifest, frame, errors):
         ("damaged shards", number(counts.get("damaged_shards", "–"))),
         ("reconciled (input = saliency + errors)", counts.get("reconciled", "–")),
     ]
+    if "precision_choice" in manifest:  # explain.precision=auto: what it chose and why
+        choice = manifest["precision_choice"]
+        rows.append(("precision", f"{choice['precision']}, chosen by explain.precision=auto: "
+                                  f"{choice['reason']}"))
     fidelity = manifest.get("fidelity") or {}  # a reduced-precision run: maps vs float32's
     if fidelity.get("summary"):  # the line preflight measured and the manifest keeps
         rows.append(("precision fidelity", fidelity["summary"]))

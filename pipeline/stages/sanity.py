@@ -40,30 +40,20 @@ class RunSanityCheckDoFn(beam.DoFn):
     def process(self, examples):
         if not examples:  # an input with no explainable record: no rows (not a crash)
             return
-        import tensorflow as tf
-
         from gbp_ops import class_sensitivity, sanity, seeds_from_ids
 
         config = self._config
         examples, model, images, targets, explainer_for = check_inputs(config, examples)
+        # One explainer (one traced step) for both checks and every randomization depth.
         trained = explainer_for(model)
         seeds = seeds_from_ids([example.example_id for example in examples])
-        logger = tf.get_logger()
-        previous_level = logger.level
-        logger.setLevel("ERROR")  # every depth traces its own explainer, by design
-        try:
-            rows = class_sensitivity.run_class_sensitivity_check(
-                trained, images, targets, seeds=seeds, seed=config.sanity.seed,
-                reduction=config.explain.reduction)
-            rows += sanity.run_sanity_check(
-                model, images, targets,
-                explainer_for=lambda candidate: trained if candidate is model else (
-                    explainer_for(candidate)),
-                mode=config.sanity.mode, seed=config.sanity.seed,
-                reduction=config.explain.reduction, depth_layers=config.sanity.depth,
-                seeds=seeds)
-        finally:
-            logger.setLevel(previous_level)
+        rows = class_sensitivity.run_class_sensitivity_check(
+            trained, images, targets, seeds=seeds, seed=config.sanity.seed,
+            reduction=config.explain.reduction)
+        rows += sanity.run_sanity_check(
+            model, images, targets, explainer_for=lambda _model: trained,
+            mode=config.sanity.mode, seed=config.sanity.seed,
+            reduction=config.explain.reduction, depth_layers=config.sanity.depth, seeds=seeds)
         for row in rows:
             yield sanity_table.encode_row(row, examples[row["example_index"]].example_id)
 

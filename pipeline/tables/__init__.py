@@ -21,7 +21,13 @@ EXAMPLES = "examples"
 CLUSTERS = "clusters"
 ASSIGNMENTS = "assignments"
 EMBEDDING = "embedding"
-TABLES = (SALIENCY, STATS, ERRORS, SANITY, EXAMPLES, CLUSTERS, ASSIGNMENTS, EMBEDDING)
+COMPARISON_EXAMPLES = "comparison_examples"
+COMPARISON_CLASSES = "comparison_classes"
+COMPARISON_FINDINGS = "comparison_findings"
+# Written by a comparison (pipeline.compare), after the run's own tables.
+COMPARISON_TABLES = (COMPARISON_EXAMPLES, COMPARISON_CLASSES, COMPARISON_FINDINGS)
+TABLES = (SALIENCY, STATS, ERRORS, SANITY, EXAMPLES, CLUSTERS, ASSIGNMENTS, EMBEDDING,
+          *COMPARISON_TABLES)
 
 # Raised whenever a column is renamed, removed or changes type or meaning; stored in every
 # file's Parquet metadata (SCHEMA_VERSION_KEY) and in manifest.json.

@@ -7,6 +7,9 @@ from pipeline import tables
 from pipeline.tables import (
     assignments,
     clusters,
+    comparison_classes,
+    comparison_examples,
+    comparison_findings,
     embedding,
     errors,
     examples,
@@ -24,6 +27,12 @@ DESCRIPTIONS = {
     tables.CLUSTERS: (clusters.CLUSTERS_DESCRIPTION, clusters.CLUSTERS_COLUMNS),
     tables.ASSIGNMENTS: (assignments.ASSIGNMENTS_DESCRIPTION, assignments.ASSIGNMENTS_COLUMNS),
     tables.EMBEDDING: (embedding.EMBEDDING_DESCRIPTION, embedding.EMBEDDING_COLUMNS),
+    tables.COMPARISON_EXAMPLES: (comparison_examples.COMPARISON_EXAMPLES_DESCRIPTION,
+                                 comparison_examples.COMPARISON_EXAMPLES_COLUMNS),
+    tables.COMPARISON_CLASSES: (comparison_classes.COMPARISON_CLASSES_DESCRIPTION,
+                                comparison_classes.COMPARISON_CLASSES_COLUMNS),
+    tables.COMPARISON_FINDINGS: (comparison_findings.COMPARISON_FINDINGS_DESCRIPTION,
+                                 comparison_findings.COMPARISON_FINDINGS_COLUMNS),
 }
 
 
@@ -45,11 +54,15 @@ def schemas(map_shape, map_dtype, map_size, metadata=None):
         tables.CLUSTERS: clusters.arrow_schema(map_size),
         tables.ASSIGNMENTS: assignments.ASSIGNMENTS_SCHEMA,
         tables.EMBEDDING: embedding.EMBEDDING_SCHEMA,
+        tables.COMPARISON_EXAMPLES: comparison_examples.COMPARISON_EXAMPLES_SCHEMA,
+        tables.COMPARISON_CLASSES: comparison_classes.arrow_schema(map_shape),
+        tables.COMPARISON_FINDINGS: comparison_findings.COMPARISON_FINDINGS_SCHEMA,
     }
 
 
 def enabled_tables(config):
-    """The tables a run with ``config`` (a RunConfig) writes, in ``tables.TABLES`` order."""
+    """The tables a run with ``config`` (a RunConfig) writes, in ``tables.TABLES`` order (the
+    comparison tables of ``compare.baseline`` are written after it, by ``pipeline.compare``)."""
     enabled = {tables.SALIENCY, tables.STATS, tables.ERRORS}
     if config.sanity.enabled:
         enabled.add(tables.SANITY)

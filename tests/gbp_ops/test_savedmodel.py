@@ -139,6 +139,10 @@ def test_other_nonlinearities_are_refused_by_op_type(activation, op_type, tmp_pa
     source = gbp_ops.load_model(_export(keras.Model(inputs, _conv_head(x)), tmp_path))
     with pytest.raises(gbp_ops.GBPError, match=rf"{op_type} x\d+ \["):
         gbp_ops.make_explainer(source)
+    if activation == "silu":  # the gate rule cannot help: no activation layer is left
+        with pytest.raises(gbp_ops.GBPError) as raised:
+            gbp_ops.make_explainer(source, nonlinearity_rule="gate")
+        assert str(raised.value) == gbp_ops.errors.SAVEDMODEL_NO_GATE
 
 
 class DenseReluDense(tf.Module):

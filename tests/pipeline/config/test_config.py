@@ -47,6 +47,9 @@ def test_overrides_are_typed():
         ("colour.x=1", "config section 'colour' is not known"),
         ("source.image_encoding=raw", "config field 'source.raw_shape'"),
         ("nodot=1", "must look like section.field=value"),
+        ("explain.nonlinearity_rule=smooth",
+         "config field 'explain.nonlinearity_rule': expected one of refuse, gate; got 'smooth'"),
+        ("sanity.enabled=maybe", "config field 'sanity.enabled': expected true or false"),
     ],
 )
 def test_bad_values_name_the_field(override, message):
@@ -67,3 +70,27 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_parse_override_values_are_yaml():
     assert parse_override("output.path=gs://b/x=y") == ("output", "path", "gs://b/x=y")
     assert parse_override("model.layer_name=null") == ("model", "layer_name", None)
+
+
+def _minimal(*overrides):
+    base = {"source": {"pattern": "data/*.tfrecord"}, "model": {"path": "model.keras"},
+            "output": {"path": "out"}}
+    return load_config(overrides=overrides, base=base)
+
+
+def test_the_gate_rule_turns_the_sanity_checks_on_unless_they_are_set():
+    assert _minimal().explain.nonlinearity_rule == "refuse"
+    assert _minimal().sanity.enabled is False
+    gate = _minimal("explain.nonlinearity_rule=gate")
+    assert gate.sanity.enabled is True and gate.to_dict()["sanity"]["enabled"] is True
+    gate_off = _minimal("explain.nonlinearity_rule=gate", "sanity.enabled=false")
+    assert gate_off.sanity.enabled is False
+    assert _minimal("sanity.enabled=true").sanity.enabled is True
+    unset = _minimal("explain.nonlinearity_rule=gate", "sanity.enabled=null")
+    assert unset.sanity.enabled is True
+
+
+def test_the_gate_rule_is_refused_with_deconvnet():
+    with pytest.raises(ConfigError,
+                       match="config field 'explain.nonlinearity_rule': the gate rule"):
+        _minimal("explain.nonlinearity_rule=gate", "explain.method=deconvnet")

@@ -75,6 +75,16 @@ def test_model_without_relu(capsys, assets):
     assert err == [f"gbp-audit: error: {errors.NO_RELU.format(model='no_relu')}"]
 
 
+def test_model_without_relu_names_its_activations_and_the_opt_in(capsys, assets):
+    from tests.gbp_ops.gate_models import swish_cnn
+
+    code, err = _main(capsys, assets, _save(swish_cnn(), assets / "swish.keras"))
+    assert code == cli.EXIT_USAGE
+    assert err == ["gbp-audit: error: " + errors.UNGUIDABLE_ACTIVATIONS.format(
+        model="swish_cnn", groups="silu (swish) at 3 layers: conv_swish, act_silu, dense_swish",
+        remedy=errors.GATE_REMEDY)]
+
+
 def test_model_input_size_cannot_be_matched(capsys, assets):
     inputs = keras.Input((None, None, 3))
     outputs = keras.layers.Dense(2)(keras.layers.GlobalMaxPooling2D()(

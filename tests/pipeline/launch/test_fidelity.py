@@ -58,11 +58,13 @@ def test_precision_fields_default_and_validate():
     config = load_config(DEMO, ["explain.precision=mixed_bfloat16", "explain.min_fidelity=1.01",
                                 "explain.fidelity_sample=8"])
     assert config.explain.precision == "mixed_bfloat16" and config.explain.min_fidelity == 1.01
+    assert load_config(DEMO, ["explain.precision=auto"]).explain.precision == "auto"
 
 
 @pytest.mark.parametrize("override, message", [
     ("explain.precision=bfloat16",
-     "config field 'explain.precision': expected one of float32, mixed_bfloat16, mixed_float16"),
+     "config field 'explain.precision': expected one of float32, mixed_bfloat16, mixed_float16, "
+     "auto"),
     ("explain.fidelity_sample=0", "config field 'explain.fidelity_sample': expected an integer"),
     ("explain.min_fidelity=-2", "config field 'explain.min_fidelity': expected a mean Spearman"),
     ("explain.min_fidelity=.nan", "config field 'explain.min_fidelity'"),

@@ -31,7 +31,7 @@ print(json.dumps({{"maps": maps.tolist(), "loaded": loaded, "refused": refused}}
 
 
 def _explain_in_a_fresh_process(model_path):
-    prelude = ("from pipeline import warmup\n"
+    prelude = ("from pipeline.launch import warmup\n"
                "with warmup.optional_libraries_deferred():\n    import tensorflow")
     script = _EXPLAIN.format(prelude=prelude, optional=warmup.KERAS_OPTIONAL_PACKAGES)
     done = subprocess.run([sys.executable, "-c", script, model_path], capture_output=True,

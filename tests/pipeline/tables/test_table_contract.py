@@ -162,7 +162,8 @@ def test_the_explained_class_has_one_name_and_type():
     schemas = catalog.schemas((8, 8), "float16", 4)
     holding = {table for table, schema in schemas.items() if "target" in schema.names}
     assert holding == {tables.SALIENCY, tables.STATS, tables.SANITY, tables.CLUSTERS,
-                       tables.ASSIGNMENTS, tables.EMBEDDING}
+                       tables.ASSIGNMENTS, tables.EMBEDDING, tables.COMPARISON_CLASSES,
+                       tables.COMPARISON_FINDINGS}
     nullable = {table for table in holding if schemas[table].field("target").nullable}
     assert nullable == {tables.STATS, tables.SANITY}
 
