@@ -172,5 +172,7 @@ def test_sanity_check_runs_on_the_demo(demo_run):
         values = sanity[column].dropna()
         assert len(values) > 0 and values.between(-1, 1).all()
     manifest = json.loads((output / "manifest.json").read_text())
+    # the wording follows the number, so any trained model passes; the verdict's mean Spearman
+    # was 0.92-0.95 on the 10 models of scripts/check_demo_margins.py, >= 0.42 from a band edge
     _assert_verdict_matches_numbers(manifest["sanity"]["verdict"], sanity)
     assert "Sanity check" in (output / "report.html").read_text()
