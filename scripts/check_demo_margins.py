@@ -70,7 +70,7 @@ def _control_assets(folder):
 
 def worker(folder, seed):
     """Builds, runs and measures one config (in this process's TF_ENABLE_ONEDNN_OPTS)."""
-    from pipeline import quiet
+    from pipeline.launch import quiet
 
     quiet.import_tensorflow_quietly()
     import keras
@@ -165,7 +165,7 @@ def main():
     if args.worker is not None:
         worker(args.workdir, args.worker)
         return
-    from pipeline import quiet
+    from pipeline.launch import quiet
 
     quiet.import_tensorflow_quietly()  # the test module's imports load TensorFlow
     from tests.e2e import margins

@@ -52,7 +52,7 @@ def _trained(arrays, folder, name, seed):
 
 def worker(folder, seed):
     """Trains, runs and measures one config (in this process's TF_ENABLE_ONEDNN_OPTS)."""
-    from pipeline import quiet
+    from pipeline.launch import quiet
 
     quiet.import_tensorflow_quietly()
     from tests.e2e import findings_checks as checks
@@ -135,7 +135,7 @@ def main():
     if args.worker is not None:
         worker(args.workdir, args.worker)
         return
-    from pipeline import quiet
+    from pipeline.launch import quiet
 
     quiet.import_tensorflow_quietly()  # the test module's imports load TensorFlow
     from tests.e2e import margins

@@ -1,14 +1,19 @@
 """Value checks of a ``RunConfig``: each problem raises ``ConfigError`` naming the field."""
 
 from gbp_ops.choices import (
+    METHOD_DECONVNET,
     METHODS,
     MODEL_KINDS,
+    NONLINEARITY_GATE,
+    NONLINEARITY_RULES,
     RANDOMIZATION_MODES,
     REDUCTIONS,
 )
 from gbp_ops.precision import PRECISIONS
+from gbp_ops.precision_choice import PRECISION_AUTO
 from pipeline.config.sections import (
     CORRUPT_SHARD_POLICIES,
+    FAIL_ON_CONDITIONS,
     FILLS,
     IMAGE_ENCODINGS,
     MAP_DTYPES,
@@ -67,6 +72,10 @@ def validate(config):
     _require(explain.batch_size >= 1, "explain.batch_size", "expected an integer >= 1")
     _one_of(explain.reduction, REDUCTIONS, "explain.reduction")
     _one_of(explain.method, METHODS, "explain.method")
+    _one_of(explain.nonlinearity_rule, NONLINEARITY_RULES, "explain.nonlinearity_rule")
+    _require(explain.nonlinearity_rule != NONLINEARITY_GATE or explain.method != METHOD_DECONVNET,
+             "explain.nonlinearity_rule", "the gate rule carries guided backprop's rule to other "
+             "activations; deconvnet has none (use guided_backprop or guided_gradcam)")
     _validate_precision(config)
     # 0 turns SmoothGrad off; 0 threads keeps TensorFlow's default.
     for name in ("smoothgrad_samples", "smoothgrad_sigma", "worker_intra_op_threads"):
@@ -86,11 +95,14 @@ def validate(config):
     _require(sanity.depth is None or sanity.depth >= 1, "sanity.depth",
              "expected null (all layers) or an integer >= 1")
     _validate_findings(config.findings)
+    validate_compare(config.compare)
+    _require(config.compare.baseline.rstrip("/") != output.path.rstrip("/"), "compare.baseline",
+             "the baseline must be another run's output folder than output.path")
 
 
 def _validate_precision(config):
     explain = config.explain
-    _one_of(explain.precision, PRECISIONS, "explain.precision")
+    _one_of(explain.precision, (*PRECISIONS, PRECISION_AUTO), "explain.precision")
     _require(isinstance(explain.fidelity_sample, int) and explain.fidelity_sample >= 1,
              "explain.fidelity_sample", "expected an integer >= 1")
     # Above 1 is allowed: no map agrees that well, so the run always fails (a deliberate check).
@@ -108,3 +120,17 @@ def _validate_findings(findings):
         _require(0.0 <= getattr(findings, name) <= 1.0, f"findings.{name}",
                  "expected a fraction in [0, 1]")
     _require(findings.min_flip_ratio >= 0.0, "findings.min_flip_ratio", "expected a number >= 0")
+
+
+def validate_compare(compare):
+    """Checks the ``compare`` section (also ``gbp-audit compare``'s only section)."""
+    for condition in compare.fail_on:
+        _one_of(condition, FAIL_ON_CONDITIONS, "compare.fail_on")
+    _require(compare.baseline or not compare.fail_on, "compare.fail_on",
+             "needs compare.baseline (or the gbp-audit compare command)")
+    _require(0.0 < compare.drift_alpha < 1.0, "compare.drift_alpha",
+             "expected a significance level in (0, 1)")
+    _require(compare.drift_min_effect >= 0.0, "compare.drift_min_effect",
+             "expected a number >= 0")
+    _require(compare.sample_per_class >= 2, "compare.sample_per_class",
+             "expected an integer >= 2")
