@@ -33,8 +33,11 @@ def run(argv=None, launched=None):
 
     args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
     start = time.time()
-    config = load_run_config(args)
-    plan = preflight(config)
+    notes = []
+    config = load_run_config(args, notes)
+    plan = preflight(config, notes=notes)
+    for note in plan.notes:
+        print(f"gbp-audit: {note}", file=sys.stderr)
     if config.explain.worker_intra_op_threads:
         # Spawned local worker processes read this when TF starts in them.
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(config.explain.worker_intra_op_threads)
