@@ -82,6 +82,9 @@ def _local_progress(config, options):
 
     if not is_local(options):
         return None, None
+    from pipeline.outputs.summary import after_last_batch
+
     total, total_source = ReadSource(config.source).expected_total()
     folder = tempfile.mkdtemp(prefix="gbp-progress-")
-    return ProgressReporter(folder, total, total_source).start(), folder
+    after = after_last_batch({"config": config.to_dict(), "report": config.output.report})
+    return ProgressReporter(folder, total, total_source, after=after).start(), folder

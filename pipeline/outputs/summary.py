@@ -5,7 +5,27 @@ Built from the published manifest (``manifest.json``) plus the launcher's fields
 ``timing``), so the summary cannot say more than the run wrote.
 """
 
-from pipeline.records import BATCH_FINISHED_MS, BATCH_STARTED_MS, METRICS_NAMESPACE
+from pipeline.records import (
+    ALPHA_DROPPED,
+    BATCH_FINISHED_MS,
+    BATCH_STARTED_MS,
+    COLOUR_TO_GREY,
+    CONVERSION_KINDS,
+    CONVERTED_PREFIX,
+    DOWNSCALED,
+    GREY_TO_COLOUR,
+    METRICS_NAMESPACE,
+    RESIZE_FACTOR,
+    UPSCALED,
+)
+
+CONVERSION_WORDS = {
+    COLOUR_TO_GREY: "colour -> grey",
+    GREY_TO_COLOUR: "grey -> colour",
+    ALPHA_DROPPED: "alpha dropped",
+    UPSCALED: f"upscaled > {RESIZE_FACTOR:g}x",
+    DOWNSCALED: f"downscaled > {RESIZE_FACTOR:g}x",
+}
 
 
 def batch_window(result):
@@ -68,6 +88,18 @@ def after_last_batch(manifest):
     return [*ran, "tables", *(["report"] if manifest.get("report") else [])]
 
 
+def conversion_words(counts):
+    """The manifest's ``converted_<kind>`` counts in words (``'12 colour -> grey, 3 alpha
+    dropped'``): the non-zero ones; ``'none'`` when all are 0; None when the counts have none
+    (a run before they were counted)."""
+    found = {kind: counts[CONVERTED_PREFIX + kind] for kind in CONVERSION_KINDS
+             if CONVERTED_PREFIX + kind in counts}
+    if not found:
+        return None
+    return ", ".join(f"{count:,} {CONVERSION_WORDS[kind]}" for kind, count in found.items()
+                     if count) or "none"
+
+
 def written_tables(manifest):
     """The table folders the run published files into, in ``tables.TABLES`` order."""
     from pipeline import tables  # here, not at the top: ``pipeline.cli`` imports this module
@@ -96,6 +128,9 @@ def summary(manifest):
         f"gbp-audit: outputs in {manifest['config']['output']['path']} "
         f"({', '.join(outputs)})",
     ]
+    converted = conversion_words(counts)
+    if converted:
+        lines.append(f"gbp-audit: inputs converted to the model's input: {converted}")
     if not counts.get("reconciled", False):
         lines.append("gbp-audit: WARNING counts do not reconcile: input != saliency + errors")
     if timing:
