@@ -185,6 +185,16 @@ def class_label(index, name=None):
     an index either (None or NaN)."""
     if isinstance(name, str) and name:
         return name
-    if index is None or index != index:  # NaN is the one value unequal to itself
+    if _missing(index):
         return UNDEFINED
     return f"class {int(index)}"
+
+
+def _missing(value):
+    """None, NaN (the one value unequal to itself) or pandas' NA (whose comparisons are NA)."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except TypeError:
+        return True
