@@ -11,16 +11,29 @@ SSIM_FILTER_SIZE = 11
 SSIM_FILTER_SIGMA = 1.5
 
 
-def _average_ranks(values):
-    """float64 ranks 1..n of a 1-D array, ties given their average rank."""
-    order = np.argsort(values, kind="mergesort")
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    ordered = values[order]
-    starts = np.r_[True, ordered[1:] != ordered[:-1]]
-    dense = np.cumsum(starts)[inverse]
-    bounds = np.r_[np.flatnonzero(starts), len(starts)]
-    return 0.5 * (bounds[dense] + bounds[dense - 1] + 1)
+def average_ranks(values):
+    """float64 ranks 1..n along the last axis of a 2-D array, ties given their average rank.
+
+    Args:
+        values: ``(N, P)`` (float32 sorts faster than float64 and ranks the same).
+
+    Returns:
+        float64 ``(N, P)``.
+    """
+    values = np.asarray(values)
+    count, size = values.shape
+    order = np.argsort(values, axis=1, kind="stable")
+    ordered = np.take_along_axis(values, order, axis=1)
+    starts = np.ones((count, size), bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    ends = np.ones((count, size), bool)
+    ends[:, :-1] = starts[:, 1:]
+    positions = np.arange(size)
+    first = np.maximum.accumulate(np.where(starts, positions, 0), axis=1)
+    last = np.minimum.accumulate(np.where(ends, positions, size - 1)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty((count, size), np.float64)
+    np.put_along_axis(ranks, order, 0.5 * (first + last) + 1.0, axis=1)
+    return ranks
 
 
 def spearman_rank_correlation(a, b):
@@ -33,17 +46,20 @@ def spearman_rank_correlation(a, b):
     Returns:
         float64 ``(N,)`` in [-1, 1]; NaN where either map is constant (no ranking).
     """
-    a = np.abs(np.asarray(a, np.float64)).reshape(len(a), -1)
-    b = np.abs(np.asarray(b, np.float64)).reshape(len(b), -1)
+    a, b = np.asarray(a), np.asarray(b)
+    dtype = np.float32 if a.dtype == b.dtype == np.float32 else np.float64
+    a = np.abs(a.astype(dtype, copy=False)).reshape(len(a), -1)
+    b = np.abs(b.astype(dtype, copy=False)).reshape(len(b), -1)
     if a.shape != b.shape:
         raise ValueError(f"maps differ in shape: {a.shape} vs {b.shape}")
     result = np.full(len(a), np.nan)
-    for index, (x, y) in enumerate(zip(a, b)):
-        rx = _average_ranks(x) - (len(x) + 1) / 2
-        ry = _average_ranks(y) - (len(y) + 1) / 2
-        denominator = np.sqrt((rx * rx).sum() * (ry * ry).sum())
-        if denominator > 0:
-            result[index] = np.clip((rx * ry).sum() / denominator, -1.0, 1.0)
+    if not a.size:
+        return result
+    centre = (a.shape[1] + 1) / 2
+    rx, ry = average_ranks(a) - centre, average_ranks(b) - centre
+    denominator = np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
+    defined = denominator > 0
+    result[defined] = np.clip((rx * ry).sum(axis=1)[defined] / denominator[defined], -1.0, 1.0)
     return result
 
 

@@ -12,14 +12,14 @@ import sys
 import time
 
 from pipeline.launch import warmup
+from pipeline.launch.exit_codes import EXIT_FAIL_ON, EXIT_RUN_FAILED, EXIT_USAGE
 from pipeline.launch.job import run
 from pipeline.launch.options import parse_args
 from pipeline.outputs.summary import summary
 
-__all__ = ["EXIT_RUN_FAILED", "EXIT_USAGE", "console_main", "main", "run", "summary"]
+__all__ = ["EXIT_FAIL_ON", "EXIT_RUN_FAILED", "EXIT_USAGE", "console_main", "main", "run",
+           "summary"]
 
-EXIT_USAGE = 2
-EXIT_RUN_FAILED = 1
 
 
 def main(argv=None, one_audit=False):
@@ -30,17 +30,22 @@ def main(argv=None, one_audit=False):
     launched = time.time()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compare"]:  # gbp-audit compare BASELINE CURRENT --output DIR
+        from pipeline.compare.command import main as compare_main
+
+        return compare_main(argv[1:], one_audit=one_audit)
     debug = "--debug" in argv
     if any(flag in argv for flag in ("--version", "-h", "--help")):
         parse_args(argv)  # prints and exits before anything heavy is imported
     warmup.import_run_modules(quiet="--verbose" not in argv, one_audit=one_audit)
     from gbp_ops import GBPError
+    from pipeline.compare.compatibility import CompareError
     from pipeline.config import ConfigError
     from pipeline.launch.preflight import PreflightError
 
     try:
         manifest = run(argv, launched=launched)
-    except (ConfigError, PreflightError, GBPError) as error:
+    except (ConfigError, PreflightError, GBPError, CompareError) as error:
         if debug:
             raise
         print(f"gbp-audit: error: {error}", file=sys.stderr)
@@ -56,7 +61,16 @@ def main(argv=None, one_audit=False):
         print("gbp-audit: job submitted; outputs appear when it finishes")
         return 0
     print(summary(manifest))
-    return 0 if manifest["counts"]["reconciled"] else EXIT_RUN_FAILED
+    if not manifest["counts"]["reconciled"]:
+        return EXIT_RUN_FAILED
+    if manifest.get("comparison"):
+        from pipeline.compare.outcome import failure_line
+
+        line = failure_line(manifest["comparison"])
+        if line:
+            print(line, file=sys.stderr)
+            return EXIT_FAIL_ON
+    return 0
 
 
 def console_main():

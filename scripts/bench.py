@@ -23,6 +23,13 @@ Measured in one invocation, on the reference model (demo/reference_model.py) at 
                ratio to the float32 run (bf16_over_f32). With --bf16-on-n both are the N runs
                instead (start-up included in both), for hosts where bf16 is emulated and a 10xN
                bf16 run would take most of the bench.
+  2d. compare: the 10xN run again with compare.baseline set to the first 10xN run's output
+               (the same model and data): compare_share_10n is the comparison's own wall time
+               (manifest `comparison.seconds`) as a share of that run's (also given from the
+               difference of the two runs' walls, which this machine's drift blurs);
+               `gbp-audit compare` of the N and of the 10xN run with themselves gives the
+               comparison's peak RSS (process tree) at N and 10xN (compare_rss_10n_over_n).
+               --compare-only runs only the N and 10xN audits and this part.
   2c. fidelity: bf16 maps against float32 maps, measured as preflight does
       (pipeline.launch.fidelity:
                mean per-image Spearman and top-5% overlap on the first --fidelity-sample
@@ -184,6 +191,49 @@ def run_pipeline(pattern, model_path, output, *overrides, beam_args=(), worker_t
         manifest["timing"] = dict(zip(("before_first_batch_seconds", "batch_seconds",
                                        "after_last_batch_seconds"), map(float, timing.groups())))
     return seconds, peak[0], manifest
+
+
+def run_compare(baseline, current, output, beam_args=()):
+    """`python -m pipeline compare` in a subprocess: (wall seconds, peak RSS of its tree)."""
+    argv = [sys.executable, "-m", "pipeline", "compare", baseline, current, "--output", output,
+            *beam_args]
+    peak = [0]
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+
+    def poll():
+        while process.poll() is None:
+            peak[0] = max(peak[0], _tree_rss(process))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=poll)
+    watcher.start()
+    _, err = process.communicate()
+    watcher.join()
+    if process.returncode:
+        raise RuntimeError(f"compare failed ({process.returncode}): {err.decode()[-2000:]}")
+    return time.perf_counter() - start, peak[0]
+
+
+def compare_bench(args, run_options, small, large, model_path, seconds_10n):
+    """The comparison's share of a 10xN run, and its peak RSS at N and 10xN (see 2c)."""
+    out_n, out_10n = (os.path.join(args.workdir, name) for name in ("out-n", "out-10n"))
+    seconds, _, manifest = run_pipeline(
+        large, model_path, os.path.join(args.workdir, "out-10n-compared"),
+        f"compare.baseline={out_10n}", **run_options)
+    assert manifest["comparison"]["ids"]["shared_ids"] == manifest["counts"]["saliency_rows"]
+    beam_args = run_options["beam_args"]
+    _, rss_n = run_compare(out_n, out_n, os.path.join(args.workdir, "cmp-n"), beam_args)
+    _, rss_10n = run_compare(out_10n, out_10n, os.path.join(args.workdir, "cmp-10n"), beam_args)
+    return {"pipeline_seconds_compared": seconds,
+            "compare_seconds_10n": manifest["comparison"]["seconds"],
+            # the comparison's own wall time within the compared run (robust to drift) ...
+            "compare_share_10n": manifest["comparison"]["seconds"] / seconds,
+            # ... and the difference of two runs' wall times (drift included)
+            "compare_share_10n_by_difference": (seconds - seconds_10n) / seconds,
+            "compare_rss_n_mb": rss_n / 2 ** 20, "compare_rss_10n_mb": rss_10n / 2 ** 20,
+            "compare_rss_10n_over_n": rss_10n / rss_n}
 
 
 def outside_batches(seconds, manifest):
@@ -432,8 +482,9 @@ def small_image_bench(args, run_options):
     images = images.astype(np.float32) / 255.0
 
     # This machine's speed drifts: both baselines are timed before and after the pipeline runs.
-    kernel_before = kernel_throughput(model, images)
-    naive_before = naive_throughput(model, images[:320])
+    if not args.compare_only:
+        kernel_before = kernel_throughput(model, images)
+        naive_before = naive_throughput(model, images[:320])
     results = {}
     seconds_n, rss_n, manifest_n = run_pipeline(
         small, model_path, os.path.join(args.workdir, "out-n"), **run_options)
@@ -451,6 +502,9 @@ def small_image_bench(args, run_options):
         outside_batches_seconds_10n=outside_batches(seconds_10n, manifest),
         rss_n_mb=rss_n / 2 ** 20, rss_10n_mb=rss_10n / 2 ** 20, rss_10n_over_n=rss_10n / rss_n,
         bytes_per_example_float16=bytes_per_example(out, rows))
+    results.update(compare_bench(args, run_options, small, large, model_path, seconds_10n))
+    if args.compare_only:
+        return results
     # the same 10xN run without findings: the share of the run that findings add
     seconds_no_findings, _, _ = run_pipeline(
         large, model_path, os.path.join(args.workdir, "out-10n-no-findings"),
@@ -503,6 +557,8 @@ def main():
                         help="TF intra-op threads per pipeline process (0: TF's default)")
     parser.add_argument("--large-images", type=int, default=1000,
                         help="photo-like 2000x1500 JPEGs for the 224-px part (0 skips it)")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="only the N and 10xN pipeline runs and the comparison part (2c)")
     parser.add_argument("--large-only", action="store_true",
                         help="run only the 224-px part on large JPEGs")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
@@ -525,7 +581,7 @@ def main():
         results = fidelity_bench(args)
     else:
         results = {} if args.large_only else small_image_bench(args, run_options)
-    if args.large_images and not args.fidelity_only:
+    if args.large_images and not (args.fidelity_only or args.compare_only):
         results.update(large_jpeg_bench(args, run_options))
     for key, value in results.items():
         print(f"{key:48s} {value:12.3f}" if isinstance(value, float) else f"{key:48s} {value:12d}")

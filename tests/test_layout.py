@@ -87,10 +87,16 @@ MAY_IMPORT = {
     "pipeline.outputs": (*SHARED, "pipeline.outputs"),
     "pipeline.findings": (*SHARED, "pipeline.findings"),
     "pipeline.stages": (*SHARED, "pipeline.findings", "pipeline.outputs", "pipeline.stages"),
-    "pipeline.report": (*SHARED, "pipeline.findings", "pipeline.outputs", "pipeline.report"),
+    "pipeline.report": (*SHARED, "pipeline.findings", "pipeline.outputs", "pipeline.report",
+                        "pipeline.compare"),
+    # Run comparison: its own Beam graph (stages' transforms), findings' occlusion, the
+    # report's page parts, and the launcher's options and start-up for its subcommand.
+    "pipeline.compare": (*SHARED, "pipeline.findings", "pipeline.outputs", "pipeline.stages",
+                         "pipeline.report", "pipeline.launch", "pipeline.compare"),
     "pipeline.launch": (*SHARED, "pipeline.findings", "pipeline.outputs", "pipeline.stages",
-                        "pipeline.report", "pipeline.launch"),
-    "pipeline.cli": ("pipeline.launch", "pipeline.outputs", "pipeline.config"),
+                        "pipeline.report", "pipeline.launch", "pipeline.compare"),
+    "pipeline.cli": ("pipeline.launch", "pipeline.outputs", "pipeline.config",
+                     "pipeline.compare"),
     "pipeline.__main__": ("pipeline.cli",),
     "pipeline": ("pipeline.outputs", "pipeline.stages", "pipeline.launch"),
 }

@@ -7,9 +7,15 @@ message names the field, e.g. ``config field 'explain.batch_size': expected an i
 the value checks, and ``loading`` the YAML, dict and override parsing. Import from here.
 """
 
-from pipeline.config.loading import config_from_dict, load_config, parse_override
+from pipeline.config.loading import (
+    compare_config_from_dict,
+    config_from_dict,
+    load_config,
+    parse_override,
+)
 from pipeline.config.sections import (
     CORRUPT_SHARD_POLICIES,
+    FAIL_ON_CONDITIONS,
     FILLS,
     IMAGE_ENCODINGS,
     MAP_DTYPES,
@@ -18,6 +24,7 @@ from pipeline.config.sections import (
     SCALINGS,
     SOURCE_KINDS,
     TARGET_POLICIES,
+    CompareConfig,
     ConfigError,
     ExplainConfig,
     FindingsConfig,
@@ -29,12 +36,13 @@ from pipeline.config.sections import (
     SourceConfig,
     jsonable,
 )
-from pipeline.config.validation import validate
+from pipeline.config.validation import validate, validate_compare
 
 __all__ = [
-    "CORRUPT_SHARD_POLICIES", "FILLS", "IMAGE_ENCODINGS", "MAP_DTYPES", "RAW_DTYPES",
-    "RESIZE_METHODS", "SCALINGS", "SOURCE_KINDS", "TARGET_POLICIES", "ConfigError",
-    "ExplainConfig", "FindingsConfig", "ModelConfig", "OutputConfig", "PreprocessConfig",
-    "RunConfig", "SanityConfig", "SourceConfig", "config_from_dict", "jsonable", "load_config",
-    "parse_override", "validate",
+    "CORRUPT_SHARD_POLICIES", "FAIL_ON_CONDITIONS", "FILLS", "IMAGE_ENCODINGS", "MAP_DTYPES",
+    "RAW_DTYPES", "RESIZE_METHODS", "SCALINGS", "SOURCE_KINDS", "TARGET_POLICIES",
+    "CompareConfig", "ConfigError", "ExplainConfig", "FindingsConfig", "ModelConfig",
+    "OutputConfig", "PreprocessConfig", "RunConfig", "SanityConfig", "SourceConfig",
+    "compare_config_from_dict", "config_from_dict", "jsonable", "load_config",
+    "parse_override", "validate", "validate_compare",
 ]

@@ -98,6 +98,16 @@ def config_from_dict(data):
     return config
 
 
+def compare_config_from_dict(values):
+    """A validated CompareConfig from a dict: ``gbp-audit compare``'s only section."""
+    from pipeline.config.sections import CompareConfig
+    from pipeline.config.validation import validate_compare
+
+    settings = _section_from_dict("compare", CompareConfig, values)
+    validate_compare(settings)
+    return settings
+
+
 def parse_override(text):
     """``'explain.batch_size=64'`` -> ``('explain', 'batch_size', 64)``; values parse as YAML."""
     key, sep, raw_value = text.partition("=")

@@ -14,6 +14,8 @@ MAP_DTYPES = ("float16", "float32", "uint8")
 TARGET_POLICIES = ("predicted", "label")
 CORRUPT_SHARD_POLICIES = ("dead_letter", "fail")
 FILLS = ("mean", "blur")
+# What `compare.fail_on` may list (pipeline.compare.verdict says when each holds).
+FAIL_ON_CONDITIONS = ("new_finding", "persisting_finding", "drift")
 
 
 class ConfigError(ValueError):
@@ -157,6 +159,19 @@ class FindingsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CompareConfig:
+    """Comparison with an earlier run (``pipeline.compare``); README: Comparing runs."""
+
+    baseline: str = ""  # output folder of the earlier run; empty: no comparison
+    fail_on: tuple = ()  # of FAIL_ON_CONDITIONS: exit status 3 when one holds
+    # drift: a class's statistic shifts with a Bonferroni-corrected p below drift_alpha and
+    # a standardized effect |shift| / sd of at least drift_min_effect
+    drift_alpha: float = 0.01
+    drift_min_effect: float = 0.5
+    sample_per_class: int = 5000  # examples per class the tests and medians use (by id hash)
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """One audit run."""
 
@@ -167,6 +182,7 @@ class RunConfig:
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
     sanity: SanityConfig = dataclasses.field(default_factory=SanityConfig)
     findings: FindingsConfig = dataclasses.field(default_factory=FindingsConfig)
+    compare: CompareConfig = dataclasses.field(default_factory=CompareConfig)
 
     def __post_init__(self):
         # Resolves the defaults that depend on another section: sanity.enabled (see

@@ -13,6 +13,7 @@ from gbp_ops.precision import PRECISIONS
 from gbp_ops.precision_choice import PRECISION_AUTO
 from pipeline.config.sections import (
     CORRUPT_SHARD_POLICIES,
+    FAIL_ON_CONDITIONS,
     FILLS,
     IMAGE_ENCODINGS,
     MAP_DTYPES,
@@ -94,6 +95,9 @@ def validate(config):
     _require(sanity.depth is None or sanity.depth >= 1, "sanity.depth",
              "expected null (all layers) or an integer >= 1")
     _validate_findings(config.findings)
+    validate_compare(config.compare)
+    _require(config.compare.baseline.rstrip("/") != output.path.rstrip("/"), "compare.baseline",
+             "the baseline must be another run's output folder than output.path")
 
 
 def _validate_precision(config):
@@ -116,3 +120,17 @@ def _validate_findings(findings):
         _require(0.0 <= getattr(findings, name) <= 1.0, f"findings.{name}",
                  "expected a fraction in [0, 1]")
     _require(findings.min_flip_ratio >= 0.0, "findings.min_flip_ratio", "expected a number >= 0")
+
+
+def validate_compare(compare):
+    """Checks the ``compare`` section (also ``gbp-audit compare``'s only section)."""
+    for condition in compare.fail_on:
+        _one_of(condition, FAIL_ON_CONDITIONS, "compare.fail_on")
+    _require(compare.baseline or not compare.fail_on, "compare.fail_on",
+             "needs compare.baseline (or the gbp-audit compare command)")
+    _require(0.0 < compare.drift_alpha < 1.0, "compare.drift_alpha",
+             "expected a significance level in (0, 1)")
+    _require(compare.drift_min_effect >= 0.0, "compare.drift_min_effect",
+             "expected a number >= 0")
+    _require(compare.sample_per_class >= 2, "compare.sample_per_class",
+             "expected an integer >= 2")

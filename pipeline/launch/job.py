@@ -36,6 +36,10 @@ def run(argv=None, launched=None):
     notes = []
     config = load_run_config(args, notes)
     plan = preflight(config, notes=notes)
+    if config.compare.baseline:  # refused here, before any work, when the maps differ
+        from pipeline.compare.compatibility import check, read_run
+
+        check(read_run(config.compare.baseline), plan.manifest_base, config.compare.baseline)
     for note in plan.notes:
         print(f"gbp-audit: {note}", file=sys.stderr)
     if config.explain.worker_intra_op_threads:
@@ -55,6 +59,10 @@ def run(argv=None, launched=None):
             shutil.rmtree(progress_dir, ignore_errors=True)
     # Empty when the runner has not run the job here (e.g. Dataflow --dry_run).
     published = manifest.read(config.output.path)
+    if published and config.compare.baseline:
+        from pipeline.compare.run import compare_with_baseline
+
+        published = compare_with_baseline(config, plan.input_shape, options)
     if published and config.output.report:
         with warmup.collector_paused():  # pandas, pyarrow.dataset and matplotlib load here
             from pipeline.report import write_report

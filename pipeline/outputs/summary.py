@@ -81,11 +81,14 @@ def timing_fields(window, launched, finished):
 
 def after_last_batch(manifest):
     """The parts of the run that can follow its last batch, and ran: ``sanity`` and
-    ``findings`` when enabled, the tables, and the report when one was written."""
+    ``findings`` when enabled, the tables, the comparison with a baseline, and the report when
+    one was written."""
     config = manifest.get("config", {})
     ran = [name for name in ("sanity", "findings")
            if config.get(name, {}).get("enabled") or name in manifest]
-    return [*ran, "tables", *(["report"] if manifest.get("report") else [])]
+    compared = config.get("compare", {}).get("baseline") or "comparison" in manifest
+    return [*ran, "tables", *(["comparison"] if compared else []),
+            *(["report"] if manifest.get("report") else [])]
 
 
 def conversion_words(counts):
@@ -138,6 +141,10 @@ def summary(manifest):
                      f"batch, {timing['batch_seconds']:.1f} s of batches, "
                      f"{timing['after_last_batch_seconds']:.1f} s after the last "
                      f"({', '.join(after_last_batch(manifest))})")
+    comparison = manifest.get("comparison")
+    if comparison:
+        lines += [f"gbp-audit: since the baseline: {sentence}"
+                  for sentence in comparison["sentences"][:5]]
     if manifest.get("report"):  # last: the line a user copies
         lines.append(f"gbp-audit: report: {manifest['report']}")
     return "\n".join(lines)

@@ -49,6 +49,12 @@ def write_report(output_dir, top_n=8, box_area_share=None):
         sections.histograms_section(inputs.stats),
         sections.examples_section(inputs.frame, inputs.shown, inputs.maps),
     ]
+    if inputs.run.get("comparison"):  # a compared run opens with what changed since then
+        from pipeline.compare.report import since_baseline_section
+
+        parts.insert(0, since_baseline_section(inputs.run["comparison"],
+                                               inputs.comparison_classes,
+                                               inputs.comparison_findings))
     if inputs.sanity is not None:
         parts.append(sections.sanity_section(inputs.sanity.to_dict("records"),
                                              inputs.run.get("sanity", {}).get("verdict")))

@@ -25,6 +25,7 @@ class ReportInputs:
         errors: the ``errors`` DataFrame.
         sanity: the ``sanity`` DataFrame, or None (no sanity check).
         clusters, embedding: the findings' tables, or None (findings off).
+        comparison_classes, comparison_findings: a compared run's comparison tables, or None.
         shown: ranking -> ``[(example_id, uint8 (H, W, 3) image or None)]``, best first.
         maps: example_id -> float32 ``(h, w)`` map of every example the page draws.
         findings_settings: the run's FindingsConfig (its flag rule and thresholds).
@@ -40,6 +41,8 @@ class ReportInputs:
     sanity: object
     clusters: object
     embedding: object
+    comparison_classes: object
+    comparison_findings: object
     shown: dict
     maps: dict
     findings_settings: FindingsConfig
@@ -56,6 +59,9 @@ def load_inputs(output_dir, top_n, box_area_share=None):
     clusters = _optional_table(output_dir, tables.CLUSTERS)
     embedding = _optional_table(output_dir, tables.EMBEDDING)
     settings = findings_settings(run)
+    compared = (_optional_table(output_dir, tables.COMPARISON_CLASSES),
+                _optional_table(output_dir, tables.COMPARISON_FINDINGS)) if run.get(
+        "comparison") else (None, None)
     shown = _shown_examples(output_dir, frame, top_n)
     drawn = {example_id for ranked in shown.values() for example_id, _ in ranked}
     if clusters is not None:
@@ -71,7 +77,8 @@ def load_inputs(output_dir, top_n, box_area_share=None):
     return ReportInputs(
         run=run, stats=stats, frame=frame, errors=loader.load_errors(output_dir),
         sanity=_optional_table(output_dir, tables.SANITY), clusters=clusters,
-        embedding=embedding, shown=shown, maps=_maps_of(output_dir, drawn),
+        embedding=embedding, comparison_classes=compared[0], comparison_findings=compared[1],
+        shown=shown, maps=_maps_of(output_dir, drawn),
         findings_settings=settings, band=band, box_area_share=box_area_share,
         has_box=bool(BOX_SHARE in frame and frame[BOX_SHARE].notna().any()))
 

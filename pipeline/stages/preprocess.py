@@ -261,3 +261,36 @@ class PrepareExamplesDoFn(beam.DoFn):
             beam.metrics.Metrics.counter(METRICS_NAMESPACE, CONVERTED_PREFIX + kind).inc()
             yield beam.pvalue.TaggedOutput(CONVERSIONS, kind)
         yield example
+
+
+class PrepareWantedDoFn(beam.DoFn):
+    """SourceRecord -> ``(key, (value, example_id, model input))`` for each ``(key, value)``
+    the side input ``wanted`` (example id -> ``[(key, value)]``) holds for the record's
+    example, which is decoded only then (run comparison: the members of a baseline finding,
+    re-read to be occluded on the current model). Records that fail to prepare are skipped:
+    the run that read them first has them in its errors table.
+
+    Args:
+        config: the RunConfig (source, preprocessing).
+        input_shape: the model's input ``(H, W, C)``.
+    """
+
+    def __init__(self, config, input_shape):
+        self._config = config
+        self._input_shape = tuple(input_shape)
+
+    def process(self, record, wanted):
+        if isinstance(record.payload, bytes):
+            try:
+                example_id = parse_tf_example(record.position, record.payload,
+                                              self._config.source).example_id
+            except StageError:
+                return
+            if not list(wanted[example_id]):
+                return
+        try:
+            example = prepare_example(record, self._config, self._input_shape)
+        except StageError:
+            return
+        for index, key in wanted[example.example_id]:
+            yield index, (key, example.example_id, example.image)

@@ -15,7 +15,13 @@ EXAMPLES = "examples"
 CLUSTERS = "clusters"
 ASSIGNMENTS = "assignments"
 EMBEDDING = "embedding"
-TABLES = (SALIENCY, STATS, ERRORS, SANITY, EXAMPLES, CLUSTERS, ASSIGNMENTS, EMBEDDING)
+COMPARISON_EXAMPLES = "comparison_examples"
+COMPARISON_CLASSES = "comparison_classes"
+COMPARISON_FINDINGS = "comparison_findings"
+# Written by a comparison (pipeline.compare), after the run's own tables.
+COMPARISON_TABLES = (COMPARISON_EXAMPLES, COMPARISON_CLASSES, COMPARISON_FINDINGS)
+TABLES = (SALIENCY, STATS, ERRORS, SANITY, EXAMPLES, CLUSTERS, ASSIGNMENTS, EMBEDDING,
+          *COMPARISON_TABLES)
 
 
 def with_nullable_ints(schema, columns):
