@@ -10,10 +10,10 @@ import yaml
 from pipeline.config.sections import ConfigError, RunConfig
 from pipeline.config.validation import validate
 
-# Fields that describe a preset's own data: a user who points the preset at other data (sets one
-# of ``DATA_FIELDS`` to another value) does not inherit them; they fall back to their defaults,
-# with a note, unless the overrides set them too.
-DATA_FIELDS = (("source", "kind"), ("source", "pattern"), ("source", "tfds_name"),
+# Fields that describe a preset's own data: a user who points the preset at other data (sets
+# one of ``SOURCE_DATA_FIELDS`` to another value) does not inherit them; they fall back to
+# their defaults, with a note, unless the overrides set them too.
+SOURCE_DATA_FIELDS = (("source", "kind"), ("source", "pattern"), ("source", "tfds_name"),
                ("source", "tfds_dir"))
 DATASET_BOUND_FIELDS = (("source", "class_names"), ("source", "box_key"))
 DROPPED_NOTE = (
@@ -165,12 +165,12 @@ def _preset_value(preset, section, field):
 def drop_dataset_bound(preset, data, changed):
     """Removes from ``data`` (in place) the preset's ``DATASET_BOUND_FIELDS`` that ``changed``
     (the overrides, ``{(section, field): value}``) does not set, when ``changed`` gives one of
-    ``DATA_FIELDS`` a value other than the preset's.
+    ``SOURCE_DATA_FIELDS`` a value other than the preset's.
 
     Returns:
         The note saying what was dropped and why, or None.
     """
-    anchors = [f"{section}.{field}" for section, field in DATA_FIELDS
+    anchors = [f"{section}.{field}" for section, field in SOURCE_DATA_FIELDS
                if (section, field) in changed
                and changed[(section, field)] != _preset_value(preset, section, field)]
     dropped = [(section, field) for section, field in DATASET_BOUND_FIELDS

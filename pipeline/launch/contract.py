@@ -70,14 +70,15 @@ def check_channels(config, input_shape):
 
 
 def _feature_keys(record):
-    """The feature names of one SourceRecord, or None when its payload does not parse (it
-    becomes a dead letter in the run)."""
+    """The feature names of one SourceRecord, or None when its payload is no
+    ``tf.train.Example`` with features (it becomes a dead letter in the run)."""
     if isinstance(record.payload, dict):
-        return set(record.payload)
+        return set(record.payload) or None
     import tensorflow as tf
 
     try:
-        return set(tf.train.Example.FromString(record.payload).features.feature)
+        # Stray bytes can parse as an Example without features: not a record to judge keys by.
+        return set(tf.train.Example.FromString(record.payload).features.feature) or None
     except Exception:  # noqa: BLE001 - protobuf's DecodeError is private
         return None
 
