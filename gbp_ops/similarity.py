@@ -14,6 +14,10 @@ SSIM_FILTER_SIGMA = 1.5
 def average_ranks(values):
     """float64 ranks 1..n along the last axis of a 2-D array, ties given their average rank.
 
+    The argsort need not be stable (tied values share one average rank whatever their
+    order), and the sorted values come from ``np.sort``, which is much faster than gathering
+    them through the argsort.
+
     Args:
         values: ``(N, P)`` (float32 sorts faster than float64 and ranks the same).
 
@@ -22,18 +26,19 @@ def average_ranks(values):
     """
     values = np.asarray(values)
     count, size = values.shape
-    order = np.argsort(values, axis=1, kind="stable")
-    ordered = np.take_along_axis(values, order, axis=1)
-    starts = np.ones((count, size), bool)
-    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    ends = np.ones((count, size), bool)
-    ends[:, :-1] = starts[:, 1:]
-    positions = np.arange(size)
-    first = np.maximum.accumulate(np.where(starts, positions, 0), axis=1)
-    last = np.minimum.accumulate(np.where(ends, positions, size - 1)[:, ::-1], axis=1)[:, ::-1]
-    ranks = np.empty((count, size), np.float64)
-    np.put_along_axis(ranks, order, 0.5 * (first + last) + 1.0, axis=1)
-    return ranks
+    order = np.argsort(values, axis=1)
+    ordered = np.sort(values, axis=1)
+    starts = np.empty((count, size), bool)
+    starts[:, 0] = True  # every row starts a run of ties, so no run spans two rows
+    np.not_equal(ordered[:, 1:], ordered[:, :-1], out=starts[:, 1:])
+    del ordered
+    flat = starts.ravel()
+    firsts = np.flatnonzero(flat)
+    lasts = np.append(firsts[1:], flat.size) - 1
+    run_rank = 0.5 * (firsts + lasts) - (firsts // size) * size + 1.0
+    ranks = np.empty(count * size, np.float64)
+    ranks[(order + (np.arange(count) * size)[:, None]).ravel()] = run_rank[np.cumsum(flat) - 1]
+    return ranks.reshape(count, size)
 
 
 def spearman_rank_correlation(a, b):

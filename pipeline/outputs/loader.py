@@ -96,13 +96,13 @@ def _with_clusters(path, frame):
     return frame
 
 
-def load_stats(path):
+def load_stats(path, map_shape=None):
     """Loads the ``stats`` table; ``mean_map`` becomes float32 ``(h, w)`` arrays, with the map
-    shape from the run's manifest."""
+    shape ``map_shape`` (default: the run manifest's)."""
     frame = _dataset(path, tables.STATS).to_table().to_pandas()
     if len(frame):
         frame[stats_table.MEAN_MAP] = stats_table.decode_mean_maps(
-            frame, manifest.read(path)["map_shape"])
+            frame, map_shape or manifest.read(path)["map_shape"])
     return frame
 
 

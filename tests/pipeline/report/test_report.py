@@ -198,6 +198,26 @@ def test_box_flag_needs_the_box_area_and_enough_boxed_examples():
     assert "10.0x" in flags[0].message and "10 boxed examples" in flags[0].message
 
 
+def test_the_report_reads_each_input_once(run, tmp_path, monkeypatch):
+    """write_report reads the manifest once and each table once, except ``saliency``: its rows
+    without maps, then the maps of the drawn examples in one filtered read."""
+    from pipeline.outputs import manifest as manifest_module
+
+    output = tmp_path / "counted"
+    shutil.copytree(run[0], output)
+    opened, manifests = [], []
+    dataset, read = loader._dataset, manifest_module.read
+    monkeypatch.setattr(loader, "_dataset",
+                        lambda path, table: opened.append(table) or dataset(path, table))
+    monkeypatch.setattr(manifest_module, "read",
+                        lambda path: manifests.append(path) or read(path))
+    report.write_report(str(output))
+    assert len(manifests) == 1
+    counts = {table: opened.count(table) for table in set(opened)}
+    assert counts.pop("saliency") == 2
+    assert set(counts.values()) == {1}, counts
+
+
 def test_a_run_without_class_names_or_labels_shows_class_n_and_dashes(tmp_path):
     """No names and no labels: every class is 'class N', every undefined value '–', and no
     'nan' or 'None' anywhere on the page (the pictures' base64 left out of the search)."""

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from pipeline import rankings
+from pipeline.config import FindingsConfig
 from pipeline.report import figures, findings, flags, sections
 
 NAN = float("nan")
@@ -126,10 +127,10 @@ def _loop_candidates(rows, max_share=0.25, min_members=5, min_share=0.02):
 def test_candidates_are_the_unflagged_small_large_enough_stronger_clusters():
     expected = _loop_candidates(CLUSTERS)
     assert expected == [(1, 0), (0, 0), (0, 4)]
-    chosen = findings.candidates(pd.DataFrame(CLUSTERS), {})
+    chosen = findings.candidates(pd.DataFrame(CLUSTERS), FindingsConfig())
     assert list(zip(chosen["class"], chosen["cluster"])) == expected
     # the run's own settings replace the defaults
-    strict = findings.candidates(pd.DataFrame(CLUSTERS), {"min_members": 6})
+    strict = findings.candidates(pd.DataFrame(CLUSTERS), FindingsConfig(min_members=6))
     assert list(zip(strict["class"], strict["cluster"])) == _loop_candidates(CLUSTERS,
                                                                              min_members=6)
 

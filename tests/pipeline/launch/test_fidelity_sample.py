@@ -11,11 +11,11 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 
-from pipeline import fidelity
 from pipeline.config import load_config
+from pipeline.launch import fidelity
+from tests.e2e.helpers import REPO
 
-DEMO = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__)))), "configs", "demo.yaml")
+DEMO = os.path.join(REPO, "configs", "demo.yaml")
 SHAPE = (8, 8, 3)
 
 

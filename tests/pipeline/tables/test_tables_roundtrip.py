@@ -14,9 +14,9 @@ import pytest
 
 from gbp_ops import aggregates
 from gbp_ops.statistics import AGGREGATED_STATISTICS, HISTOGRAM_BINS, HISTOGRAM_STATISTICS
-from pipeline import loader, tables
-from pipeline.records import DeadLetter
-from pipeline.rows import AuditBatch
+from pipeline import tables
+from pipeline.outputs import loader
+from pipeline.records import AuditBatch, DeadLetter
 from pipeline.tables import assignments as assignments_table
 from pipeline.tables import clusters as clusters_table
 from pipeline.tables import embedding as embedding_table

@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from pipeline import decode, preprocess
 from pipeline.config import PreprocessConfig, SourceConfig
-from pipeline.decode import StageError
+from pipeline.records import StageError
+from pipeline.stages import decode, preprocess
 
 SOURCE = SourceConfig(pattern="x")
 

@@ -8,10 +8,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import loader, tables
+from pipeline import tables
+from pipeline.outputs import loader
 from pipeline.tables import assignments as assignments_table
 from pipeline.tables import saliency as saliency_table
-from tests.pipeline.test_tables_roundtrip import MAP_SHAPE, audit_batch, write_table
+from tests.pipeline.tables.test_tables_roundtrip import MAP_SHAPE, audit_batch, write_table
 
 
 def _run(root, map_dtype="float32", seeds=(0, 1, 2)):

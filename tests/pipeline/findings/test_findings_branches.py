@@ -13,7 +13,7 @@ from sklearn.cluster import KMeans
 
 from pipeline.config import FindingsConfig, RunConfig
 from pipeline.findings import assignment, clustering, sampling
-from tests.pipeline.test_findings_determinism import (
+from tests.pipeline.findings.test_findings_determinism import (
     brute_affinity,
     normalised_laplacian,
     reference_clusters,
