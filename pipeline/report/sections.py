@@ -5,10 +5,11 @@ import numpy as np
 
 from gbp_ops import statistics
 from pipeline import rankings
+from pipeline.findings.merge import row_label
 from pipeline.outputs.summary import conversion_words
 from pipeline.records import class_label
 from pipeline.report import figures
-from pipeline.report.flags import BORDER_RATIO, SIGNIFICANCE_Z, class_rows, overall_row, row_label
+from pipeline.report.flags import BORDER_RATIO, SIGNIFICANCE_Z, class_rows, overall_row
 from pipeline.report.page import esc, figure_html, number, png_data_uri, table
 from pipeline.tables import errors as errors_table
 from pipeline.tables import saliency as saliency_table

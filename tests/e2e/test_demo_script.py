@@ -117,8 +117,8 @@ def test_report_is_one_file_with_a_mean_map_per_class(demo_run):
     _, pictures = helpers.check_report_page(str(output / "report.html"))
     alts = [alt for alt, _ in pictures]
     stats = pd.read_parquet(output / "stats")
-    for _, row in stats[stats.group == "class"].iterrows():
-        assert any(alt.startswith(f"mean map: {row['class_name']}, ")
+    for _, row in stats[stats.group_kind == "class"].iterrows():
+        assert any(alt.startswith(f"mean map: {row['target_name']}, ")
                    for alt in alts)
     assert not (output / "report").exists()
 

@@ -78,7 +78,7 @@ def test_two_runs_give_identical_assignments_and_tables(planted):
     _, runs = planted
     for table in ("assignments", "clusters", "embedding"):
         first, second = (pd.read_parquet(runs[name] / table).sort_values(
-            ["example_id"] if table != "clusters" else ["class", "cluster"]).reset_index(
+            ["example_id"] if table != "clusters" else ["target", "cluster"]).reset_index(
                 drop=True) for name in ("first", "second"))
         pd.testing.assert_frame_equal(first, second)
 
@@ -105,8 +105,8 @@ def test_streaming_assignment_agrees_with_the_clustering(planted):
     clusters = pd.read_parquet(runs["bounded"] / "clusters")
     frame = pipeline.load_saliency(str(runs["bounded"]), maps=False)
     counted = frame.groupby(["target", "cluster"]).size()
-    assert [counted[(c, k)] for c, k in zip(clusters["class"], clusters.cluster)] == list(
-        clusters["count"])
+    assert [counted[(c, k)] for c, k in zip(clusters.target, clusters.cluster)] == list(
+        clusters.example_count)
 
 
 CLEAN_BOUNDS = (

@@ -50,7 +50,7 @@ def _write_sanity_table(output):
                    output / "sanity" / "sanity-00000-of-00001.parquet")
     # The publish step's manifest field for those rows (the report prints its verdict).
     manifest = json.loads((output / "manifest.json").read_text())
-    manifest["sanity"] = jsonable(sanity.sanity_fields(rows))
+    manifest["sanity"] = jsonable(sanity.sanity_fields(sanity_table.check_rows(rows)))
     (output / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -84,12 +84,12 @@ def test_report_with_overlays_and_sanity(run, tmp_path):
     assert path == os.path.join(str(output), report.REPORT_HTML)
     text, pictures = helpers.check_report_page(path)
 
-    classes = loader.load_stats(str(output)).query("group == 'class'")
+    classes = loader.load_stats(str(output)).query("group_kind == 'class'")
     assert len(classes) == 2
     alts = [alt for alt, _ in pictures]
     mean_maps = sorted(alt for alt in alts if alt.startswith("mean map: "))
     assert mean_maps == sorted(
-        f"mean map: {row['class_name']}, n={int(row['count'])}"
+        f"mean map: {row['target_name']}, n={int(row['example_count'])}"
         for _, row in classes.iterrows())
     assert {"border_share per class", "top5_share per class", "entropy per class"} <= set(alts)
     shown = [image for alt, image in pictures if alt.startswith("#")]
@@ -155,11 +155,13 @@ def test_rankings_skip_nan_and_dead_maps_and_break_ties_by_id():
 
 def _stats(classes, overall, box=None):
     """A stats-like DataFrame: classes are (index, count, border mean, border std)."""
-    rows = [{"group": "overall", "class": np.nan, "class_name": None, "count": overall[0],
-             "border_share_mean": overall[1], "border_share_std": overall[2]}]
+    rows = [{"group_kind": "overall", "target": np.nan, "target_name": None,
+             "example_count": overall[0], "border_share_mean": overall[1],
+             "border_share_std": overall[2]}]
     for index, count, mean, std in classes:
-        rows.append({"group": "class", "class": float(index), "class_name": f"c{index}",
-                     "count": count, "border_share_mean": mean, "border_share_std": std})
+        rows.append({"group_kind": "class", "target": float(index), "target_name": f"c{index}",
+                     "example_count": count, "border_share_mean": mean,
+                     "border_share_std": std})
     frame = pd.DataFrame(rows)
     if box is not None:
         frame["box_share_mean"], frame["box_share_std"] = box

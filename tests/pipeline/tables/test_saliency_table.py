@@ -35,11 +35,14 @@ def _batch(seed=0):
 
 
 def _stored_by_numpy(maps, map_dtype):
-    """What a reader gets back, written out: per-map max scaling, then the dtype's rounding."""
+    """What a reader gets back, written out: float16 keeps raw values with float16's rounding
+    (numpy's cast after an exact power-of-two shift into its normal range); uint8 is per-map
+    max scaling, then rounding to 255 steps."""
     peak = np.abs(maps).reshape(ROWS, -1).max(axis=1)[:, None, None]
     unit = maps / np.where(peak > 0, peak, 1.0)
     if map_dtype == "float16":
-        return unit.astype(np.float16).astype(np.float32) * peak
+        shift = np.float32(2.0 ** 20)  # 1e-5 * 2**20 ~ 10: inside float16's normal range
+        return (maps * shift).astype(np.float16).astype(np.float32) / shift
     if map_dtype == "uint8":
         return np.rint(unit * 255.0) / 255.0 * peak
     return maps
