@@ -167,11 +167,11 @@ def _assert_verdict_matches_numbers(verdict, sanity):
 def test_sanity_check_runs_on_the_demo(demo_run):
     output = demo_run[0]
     rows = pd.read_parquet(output / "sanity")
-    assert set(rows.check) == {"randomization", "class_sensitivity"}
-    classes = rows[rows.check == "class_sensitivity"]
+    assert set(rows.sanity_check) == {"randomization", "class_sensitivity"}
+    classes = rows[rows.sanity_check == "class_sensitivity"]
     assert len(classes) == 32 and (classes.depth == 0).all()
     assert (classes.target != classes.other_class).all()
-    sanity = rows[rows.check == "randomization"]
+    sanity = rows[rows.sanity_check == "randomization"]
     assert sanity.depth.min() == 1 and sanity.depth.nunique() >= 3
     assert len(sanity) == 32 * sanity.depth.nunique()
     for column in ("spearman", "ssim"):
