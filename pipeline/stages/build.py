@@ -13,7 +13,7 @@ from apache_beam.ml.inference.base import RunInference
 from pipeline import tables
 from pipeline.findings.stage import FindStrategyClusters
 from pipeline.outputs import manifest, sinks
-from pipeline.records import DEAD_LETTERS, DEAD_LETTERS_SEEN, EXAMPLES_DONE
+from pipeline.records import CONVERSIONS, DEAD_LETTERS, DEAD_LETTERS_SEEN, EXAMPLES_DONE
 from pipeline.stages.aggregate import AggregateStats
 from pipeline.stages.counts import CountOutputs
 from pipeline.stages.model_handler import GuidedBackpropModelHandler
@@ -35,7 +35,8 @@ from pipeline.tables import stats as stats_table
 
 class ExplainExamples(beam.PTransform):
     """SourceRecords -> ``{'batches': AuditBatch, 'examples': PreparedExample, 'explained':
-    ExplainedBatch, 'dead_letters': (DeadLetter PCollections of preparing and of the rows)}``.
+    ExplainedBatch, 'conversions': conversion kinds (str, one per conversion),
+    'dead_letters': (DeadLetter PCollections of preparing and of the rows)}``.
 
     ``examples`` feeds the sanity check, ``explained`` (RunInference's output, before rows) the
     findings stage.
@@ -49,14 +50,14 @@ class ExplainExamples(beam.PTransform):
         plan = self._plan
         prepared = records | "Prepare" >> beam.ParDo(
             PrepareExamplesDoFn(plan.config, plan.input_shape)).with_outputs(
-                DEAD_LETTERS, main="examples")
+                DEAD_LETTERS, CONVERSIONS, main="examples")
         explained = prepared.examples | "GuidedBackprop" >> RunInference(
             GuidedBackpropModelHandler(plan.config))
         audited = explained | "ToAuditRows" >> beam.ParDo(
             ToAuditBatchDoFn(plan.config, plan.class_names)).with_outputs(
                 DEAD_LETTERS, main="batches")
         return {"batches": audited.batches, "examples": prepared.examples,
-                "explained": explained,
+                "explained": explained, CONVERSIONS: prepared[CONVERSIONS],
                 DEAD_LETTERS: (prepared[DEAD_LETTERS], audited[DEAD_LETTERS])}
 
 
@@ -92,7 +93,8 @@ def build_pipeline(p, plan, start_time=None, progress_dir=None):
     _report_examples_table(batches, config, small_tables)
     staged.append(sinks.write_single_file_tables(p, config.output.path, small_tables))
     counts = {"input_records": read["records"], "damaged_shards": read[DEAD_LETTERS],
-              "saliency_rows": batches, "errors": dead_letters} | "Counts" >> CountOutputs()
+              "saliency_rows": batches, "errors": dead_letters,
+              "conversions": explained[CONVERSIONS]} | "Counts" >> CountOutputs()
     schemas = {name: schema for name, (_, schema) in small_tables.items()}
     schemas.update(_sharded_schemas(plan))
     published = _publish(p, plan, staged, counts, sanity, (findings_summary, flagged),

@@ -26,9 +26,12 @@ BASE = ("source.box_key=null", "source.class_names=[dots, stripes]", "output.rep
         "explain.batch_size=16")
 
 
+_MANIFESTS = {}  # run folder -> the manifest ``cli.run`` returned (with its timing)
+
+
 def _run(root, data, model, name, *extra):
-    helpers.run_demo_preset(str(data / "*.tfrecord"), str(model), root / name, *BASE, *extra,
-                            findings=True)
+    _MANIFESTS[root / name] = helpers.run_demo_preset(
+        str(data / "*.tfrecord"), str(model), root / name, *BASE, *extra, findings=True)
     return root / name
 
 
@@ -139,3 +142,12 @@ REPORT_BOUNDS = (
 def test_report_opens_with_the_finding(planted):
     _, runs = planted
     assert_bounds(findings_checks.report_opening(runs["first"]), REPORT_BOUNDS)
+
+
+def test_the_summary_of_a_run_with_findings_adds_up_and_names_them(planted):
+    from pipeline.outputs import summary
+
+    _, runs = planted
+    manifest = _MANIFESTS[runs["first"]]
+    helpers.check_summary_clock(summary.summary(manifest), manifest["timing"],
+                                after="(findings, tables)")

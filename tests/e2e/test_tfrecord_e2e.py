@@ -90,6 +90,10 @@ def test_timing_splits_the_measured_wall_around_the_batches(single_run):
     assert "timing" not in json.loads((single_run[0] / "manifest.json").read_text())
     assert any(f"{timing['batch_seconds']:.1f} s of batches" in line
                for line in cli.summary(manifest).splitlines())
+    # one clock: the summary's wall time is the one its parts add up to, and the part after
+    # the batches names what ran (no findings, no sanity in this run)
+    helpers.check_summary_clock(cli.summary(manifest), timing, after="(tables, report)")
+    assert timing["wall_seconds"] == pytest.approx(measured, abs=0.3)
 
 
 def test_counts_reconcile_and_every_example_has_a_row(dataset, single_run):

@@ -218,3 +218,24 @@ def test_the_report_reads_each_input_once(run, tmp_path, monkeypatch):
     counts = {table: opened.count(table) for table in set(opened)}
     assert counts.pop("saliency") == 2
     assert set(counts.values()) == {1}, counts
+
+
+def test_a_run_without_class_names_or_labels_shows_class_n_and_dashes(tmp_path):
+    """No names and no labels: every class is 'class N', every undefined value '–', and no
+    'nan' or 'None' anywhere on the page (the pictures' base64 left out of the search)."""
+    import re
+
+    arrays = synthesize_shapes(NUM_EXAMPLES, image_size=helpers.IMAGE_SIZE, seed=6)
+    write_tfrecord_shards(arrays, str(tmp_path / "data"), num_shards=1)
+    helpers.small_model(str(tmp_path / "model.keras"))
+    helpers.run_demo_preset(str(tmp_path / "data" / "*.tfrecord"), str(tmp_path / "model.keras"),
+                            tmp_path / "out", "source.class_names=[]", "source.label_key=null",
+                            "source.box_key=null", "explain.batch_size=8", findings=True)
+    page = (tmp_path / "out" / "report.html").read_text()
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    assert not re.search(r"\bnan\b", text, re.IGNORECASE)
+    assert not re.search(r"\bNone\b|class \d+\.\d", text)
+    predicted = loader.load_saliency(str(tmp_path / "out"), maps=False).predicted
+    for index in set(predicted):
+        assert f"class {index}" in text
+    assert "label –, predicted class" in text
