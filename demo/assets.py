@@ -318,7 +318,8 @@ class DemoAssets:
 
 
 def build_demo_assets(
-    cache_dir, num_examples=1024, image_size=64, num_shards=4, seed=0, epochs=_DEFAULT_EPOCHS
+    cache_dir, num_examples=1024, image_size=64, num_shards=4, seed=0, epochs=_DEFAULT_EPOCHS,
+    model_seed=None,
 ):
     """Builds (or reuses) the demo TFRecords and trained model under `cache_dir`.
 
@@ -331,8 +332,10 @@ def build_demo_assets(
         num_examples: N, images to synthesise.
         image_size: S, image side and model input side (divisible by 16).
         num_shards: TFRecord shards to write.
-        seed: seeds both the data and the model training.
+        seed: seeds the data, and the model training unless `model_seed` is given.
         epochs: training epochs.
+        model_seed: seeds the initial weights, shuffling and dropout on its own (None, the
+            default: `seed`), so other models can be trained on the same data.
 
     Returns:
         A `DemoAssets`. The stamp's "metrics" hold the training time and accuracies.
@@ -341,12 +344,14 @@ def build_demo_assets(
     pattern = tf.io.gfile.join(data_dir, f"{SHARD_PREFIX}-*-of-{num_shards:05d}.tfrecord")
     model_path = tf.io.gfile.join(cache_dir, "model.keras")
     stamp_path = tf.io.gfile.join(cache_dir, _STAMP_NAME)
+    model_seed = seed if model_seed is None else model_seed
     params = {
         "version": _STAMP_VERSION,
         "num_examples": num_examples,
         "image_size": image_size,
         "num_shards": num_shards,
         "seed": seed,
+        "model_seed": model_seed,
         "epochs": epochs,
         "width_divisor": _WIDTH_DIVISOR,
         "shortcut_fraction": DEMO_SHORTCUT_FRACTION,
@@ -371,7 +376,8 @@ def build_demo_assets(
                                hidden_contrast=DEMO_HIDDEN_CONTRAST)
     write_tfrecord_shards(arrays, data_dir, num_shards=num_shards)
     model, metrics = _train_and_score(
-        arrays, image_size, epochs, seed, _WIDTH_DIVISOR, batch_size=32, validation_fraction=0.2
+        arrays, image_size, epochs, model_seed, _WIDTH_DIVISOR, batch_size=32,
+        validation_fraction=0.2,
     )
     model.save(model_path)
     stamp = {"params": params, "metrics": metrics, "class_names": list(CLASS_NAMES)}

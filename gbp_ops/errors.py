@@ -5,10 +5,31 @@ class GBPError(ValueError):
     """A model, input or option that guided backprop cannot handle; the message says why."""
 
 
-UNSUPPORTED_ACTIVATION = (
-    "layer '{layer}' uses activation '{activation}', which guided backprop does not define "
-    "(it is defined for ReLU-family activations only); pass allow_unguided=True to leave it "
-    "unguided with a warning"
+UNGUIDABLE_ACTIVATIONS = (
+    "model '{model}' has activations that guided backprop does not define (it guides ReLUs "
+    "only): {groups}. {remedy}"
+)
+# The remedies UNGUIDABLE_ACTIVATIONS ends with: both spell the pipeline's config key and the
+# gbp_ops argument, since the one message serves the gbp-audit command and the library.
+GATE_REMEDY = (
+    "To explain it anyway, opt in to the gate rule, which passes the gradient at those "
+    "activations only where it and their input are both positive (explain.nonlinearity_rule: "
+    "gate; gbp_ops: nonlinearity_rule='gate'), or pass plain gradients there "
+    "(model.allow_unguided: true; gbp_ops: allow_unguided=True)"
+)
+NOT_GATEABLE_REMEDY = (
+    "The gate rule does not cover {names} (not an elementwise activation); to pass plain "
+    "gradients there, set model.allow_unguided: true (gbp_ops: allow_unguided=True){also}"
+)
+NOT_GATEABLE_ALSO = ", and explain.nonlinearity_rule: gate (nonlinearity_rule='gate') for the rest"
+UNKNOWN_NONLINEARITY_RULE = "unknown nonlinearity_rule '{rule}'; expected one of: {rules}"
+GATE_NEEDS_GUIDED = (
+    "nonlinearity_rule 'gate' carries guided backprop's rule to other activations; it is not "
+    "defined for the {rule} rule (use guided_backprop or guided_gradcam)"
+)
+SAVEDMODEL_NO_GATE = (
+    "nonlinearity_rule 'gate' needs a Keras model: a SavedModel's frozen graph has no "
+    "activation layers to gate (swish, for one, is frozen as x * sigmoid(x))"
 )
 NO_RELU = (
     "model '{model}' has no ReLU activation to guide, so guided backprop would equal plain "
@@ -83,3 +104,7 @@ SAVEDMODEL_NO_GRADCAM_LAYER = (
     "graph with a 4-D (N, h, w, k) output, e.g. one of: {candidates}"
 )
 SAVEDMODEL_LOAD_FAILED = "cannot load SavedModel '{path}': {reason}"
+FROZEN_WEIGHTS = (
+    "this explainer computes with a frozen graph (a SavedModel), so its weights cannot be "
+    "replaced; the randomization check needs a Keras model"
+)

@@ -11,13 +11,20 @@ import numpy as np
 import tensorflow as tf
 
 from gbp_ops import errors
-from gbp_ops.choices import METHOD_GUIDED_BACKPROP
+from gbp_ops.batch_inputs import (
+    TARGET_PREDICTED,
+    check_images,
+    check_seeds,
+    check_targets,
+    pad_rows,
+    run_in_batches,
+)
+from gbp_ops.choices import METHOD_GUIDED_BACKPROP, NONLINEARITY_REFUSE
 from gbp_ops.guided_relu import RULE_GUIDED
 from gbp_ops.maps import REDUCTIONS
+from gbp_ops.model_graph import assign_layer_weights
 from gbp_ops.rewrite import SPACE_LOGIT, guide_model
 from gbp_ops.smoothgrad import smoothgrad_maps
-
-TARGET_PREDICTED = -1  # target value meaning "explain the predicted class"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +83,12 @@ class GuidedBackprop:
             of the maps of S noisy copies of each image (see ``gbp_ops.smoothgrad``), for the
             target chosen on the clean image.
         smoothgrad_sigma: the noise std as a fraction of each image's range (max - min).
+        nonlinearity_rule: ``'refuse'`` (default) or ``'gate'``: the gate rule at swish, GELU
+            and the other activations ``gbp_ops.gated_activation`` lists (see ``guide_model``).
+
+    Attributes (beyond the settings): ``guided_sites`` (every guided ReLU), ``gated_sites``
+    (every activation under the gate rule) and ``unguided_sites`` (left plain with
+    ``allow_unguided``), each a tuple of ``GuidedSite``.
     """
 
     method = METHOD_GUIDED_BACKPROP
@@ -92,25 +105,38 @@ class GuidedBackprop:
         reduction=None,
         smoothgrad_samples=0,
         smoothgrad_sigma=0.15,
+        nonlinearity_rule=NONLINEARITY_REFUSE,
     ):
+        # Every explainer of the family (the SavedModel ones too) is built by these four steps;
+        # a model family overrides ``_build_model``, a method ``_build_method``.
         self._set_options(batch_size, layer_name, reduction, smoothgrad_samples,
                           smoothgrad_sigma)
-        rewrite = guide_model(model, strip_final_activation, allow_unguided, rule=self.relu_rule)
-        self.guided_sites = rewrite.guided_sites
-        self.unguided_sites = rewrite.unguided_sites
-        self.explained_space = rewrite.explained_space
-        self.stripped_activation = rewrite.stripped_activation
-        if layer_name is not None:
-            self.explained_space = f"layer:{layer_name}"
-        self._scorer = scoring_model(rewrite.model, layer_name)
-        self._set_input_shape(rewrite.model.inputs[0].shape[1:])
-        self._set_num_outputs(int(self._scorer.outputs[0].shape[-1]))
+        self.nonlinearity_rule = nonlinearity_rule
+        self._build_model(model, strip_final_activation, allow_unguided)
         self._build_method(model, strip_final_activation, allow_unguided)
         self._compile_step(compile)
 
+    def _build_model(self, model, strip_final_activation, allow_unguided):
+        """Sets what the explained model is: ``guided_sites``, ``unguided_sites``,
+        ``explained_space``, ``stripped_activation``, ``input_shape``, the number of outputs
+        and ``_scorer``; here by rewriting a Keras model (``guide_model``)."""
+        rewrite = guide_model(model, strip_final_activation, allow_unguided, rule=self.relu_rule,
+                              nonlinearity_rule=self.nonlinearity_rule)
+        self.guided_sites = rewrite.guided_sites
+        self.gated_sites = rewrite.gated_sites
+        self.unguided_sites = rewrite.unguided_sites
+        self.explained_space = rewrite.explained_space
+        self.stripped_activation = rewrite.stripped_activation
+        if self.layer_name is not None:
+            self.explained_space = f"layer:{self.layer_name}"
+        self._scorer = scoring_model(rewrite.model, self.layer_name)
+        self._weight_models = [rewrite.model]  # every clone whose variables the step reads
+        self._set_input_shape(rewrite.model.inputs[0].shape[1:])
+        self._set_num_outputs(int(self._scorer.outputs[0].shape[-1]))
+
     def _set_options(self, batch_size, layer_name, reduction, smoothgrad_samples,
                      smoothgrad_sigma):
-        """Checks and keeps the settings every explainer has (also the SavedModel ones)."""
+        """Checks and keeps the settings every explainer has."""
         if int(smoothgrad_samples) < 0 or not float(smoothgrad_sigma) >= 0:
             raise errors.GBPError(errors.BAD_SMOOTHGRAD.format(
                 samples=smoothgrad_samples, sigma=smoothgrad_sigma))
@@ -171,10 +197,28 @@ class GuidedBackprop:
     def _build_method(self, model, strip_final_activation, allow_unguided):
         """Hook for methods that need more than the rewritten model (run before tracing)."""
 
+    def assign_layer_weights(self, weights_by_path):
+        """Replaces the weights of the named layers in every clone the step computes with (the
+        guided clone; Guided Grad-CAM's plain clone too), in place: the traced step then
+        explains the model with those weights without being traced again.
+
+        Args:
+            weights_by_path: dict layer path (``gbp_ops.model_graph.leaf_layers`` of the model
+                the explainer was built from) -> list of numpy arrays (``get_weights`` order).
+
+        Raises:
+            GBPError: the explainer has no Keras variables (a frozen SavedModel graph).
+        """
+        if not getattr(self, "_weight_models", None):
+            raise errors.GBPError(errors.FROZEN_WEIGHTS)
+        for model in self._weight_models:
+            assign_layer_weights(model, weights_by_path)
+
     def method_fields(self):
         """The method and its settings, for the manifest: a JSON-ready dict."""
         return {"method": self.method, "smoothgrad_samples": self.smoothgrad_samples,
-                "smoothgrad_sigma": self.smoothgrad_sigma}
+                "smoothgrad_sigma": self.smoothgrad_sigma,
+                "nonlinearity_rule": self.nonlinearity_rule}
 
     def _step_fn(self, images, targets, seeds):
         self.num_traces += 1  # a Python side effect: runs once per trace, not per call
@@ -241,17 +285,11 @@ class GuidedBackprop:
         Raises:
             GBPError: images of the wrong shape, or targets or seeds of the wrong shape or range.
         """
-        images = self._check_images(images)
-        targets = self._check_targets(targets, len(images))
-        seeds = self._check_seeds(seeds, len(images))
-        parts = [self._explain_chunk(*(array[i:i + self.batch_size]
-                                       for array in (images, targets, seeds)))
-                 for i in range(0, len(images), self.batch_size)]
-        if not parts:
-            parts = [self._explain_chunk(images, targets, seeds)]
-        maps, scores, predicted, chosen, target_scores = (
-            np.concatenate(column) for column in zip(*parts)
-        )
+        images = check_images(images, self.input_shape)
+        targets = check_targets(targets, len(images), self.num_classes)
+        seeds = check_seeds(seeds, len(images))
+        maps, scores, predicted, chosen, target_scores = run_in_batches(
+            self._explain_chunk, (images, targets, seeds), self.batch_size)
         return Explanation(
             maps=maps,
             scores=scores,
@@ -262,9 +300,10 @@ class GuidedBackprop:
         )
 
     def _explain_chunk(self, images, targets, seeds):
+        """One compiled step on at most ``batch_size`` rows, padded to the step's fixed batch."""
         count = len(images)
         self.num_steps += 1
-        outputs = self._step(*(tf.constant(_pad_rows(array, self.batch_size))
+        outputs = self._step(*(tf.constant(pad_rows(array, self.batch_size))
                                for array in (images, targets, seeds)))
         return tuple(np.asarray(t)[:count] for t in outputs)
 
@@ -278,7 +317,7 @@ class GuidedBackprop:
         Returns:
             int64 ``(N,)``.
         """
-        images = self._check_images(images)
+        images = check_images(images, self.input_shape)
         chunks = [images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size)]
         predicted = [np.asarray(self._forward(tf.constant(chunk, tf.float32))) for chunk in chunks]
         return np.concatenate(predicted).astype(np.int64) if predicted else np.zeros(0, np.int64)
@@ -297,47 +336,6 @@ class GuidedBackprop:
             return (1.0 / (1.0 + np.exp(-scores))).astype(np.float32)
         shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
         return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
-
-    def _check_images(self, images):
-        images = np.asarray(images)
-        if images.ndim != 4 or tuple(images.shape[1:]) != self.input_shape:
-            raise errors.GBPError(
-                errors.BAD_IMAGE_SHAPE.format(expected=self._shape_text(), got=images.shape)
-            )
-        return images.astype(np.float32, copy=False)
-
-    def _shape_text(self):
-        return ", ".join(str(d) for d in self.input_shape)
-
-    def _check_targets(self, targets, count):
-        if targets is None:
-            return np.full(count, TARGET_PREDICTED, np.int32)
-        targets = np.asarray(targets)
-        if targets.shape != (count,) or not np.issubdtype(targets.dtype, np.integer):
-            raise errors.GBPError(errors.BAD_TARGETS_SHAPE.format(count=count, got=targets.shape))
-        bad = targets[(targets >= self.num_classes) | (targets < TARGET_PREDICTED)]
-        if bad.size:
-            raise errors.GBPError(
-                errors.TARGET_OUT_OF_RANGE.format(target=int(bad[0]), num_classes=self.num_classes)
-            )
-        return targets.astype(np.int32)
-
-
-    def _check_seeds(self, seeds, count):
-        if seeds is None:
-            return np.arange(count, dtype=np.int64)
-        seeds = np.asarray(seeds)
-        if seeds.shape != (count,) or not np.issubdtype(seeds.dtype, np.integer):
-            raise errors.GBPError(errors.BAD_SEEDS_SHAPE.format(count=count, got=seeds.shape))
-        return seeds.astype(np.int64)
-
-
-def _pad_rows(array, size):
-    """Pads ``array`` (n, ...) with zero rows to ``size`` rows (n <= size)."""
-    pad = size - len(array)
-    if not pad:
-        return array
-    return np.concatenate([array, np.zeros((pad, *array.shape[1:]), array.dtype)])
 
 
 def scoring_model(model, layer_name):

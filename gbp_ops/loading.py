@@ -6,7 +6,12 @@ import keras
 import tensorflow as tf
 
 from gbp_ops import errors
-from gbp_ops.choices import MODEL_KIND_AUTO, MODEL_KIND_SAVEDMODEL, MODEL_KINDS
+from gbp_ops.choices import (
+    MODEL_KIND_AUTO,
+    MODEL_KIND_SAVEDMODEL,
+    MODEL_KINDS,
+    is_savedmodel_dir,
+)
 
 SUPPORTED_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -38,8 +43,7 @@ def load_model(path, safe_mode=True, kind="auto", signature="serving_default", i
     if kind not in MODEL_KINDS:
         raise errors.GBPError(f"unknown model kind '{kind}'; expected one of "
                               f"{', '.join(MODEL_KINDS)}")
-    savedmodel = tf.io.gfile.isdir(path) and tf.io.gfile.exists(
-        os.path.join(path, "saved_model.pb"))
+    savedmodel = is_savedmodel_dir(path, tf.io.gfile.exists)
     if kind == MODEL_KIND_SAVEDMODEL or (kind == MODEL_KIND_AUTO and savedmodel):
         from gbp_ops.savedmodel_graph import load_savedmodel
 

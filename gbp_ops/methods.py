@@ -9,6 +9,7 @@ from gbp_ops.choices import (
     METHOD_GUIDED_BACKPROP,
     METHOD_GUIDED_GRADCAM,
     METHODS,
+    NONLINEARITY_REFUSE,
 )
 from gbp_ops.explainer import GuidedBackprop, scoring_model
 from gbp_ops.gradcam import (
@@ -54,7 +55,9 @@ class GuidedGradCAM(GuidedBackprop):
         super().__init__(model, *args, **kwargs)
 
     def _build_method(self, model, strip_final_activation, allow_unguided):
-        plain = guide_model(model, strip_final_activation, allow_unguided, rule=RULE_PLAIN)
+        plain = guide_model(model, strip_final_activation, allow_unguided, rule=RULE_PLAIN,
+                            nonlinearity_rule=self.nonlinearity_rule)
+        self._weight_models.append(plain.model)
         scorer = scoring_model(plain.model, self.layer_name)
         if self.gradcam_layer is None:
             self.gradcam_layer = default_gradcam_layer(scorer)
@@ -79,7 +82,8 @@ _CLASSES = {METHOD_GUIDED_BACKPROP: GuidedBackprop, METHOD_DECONVNET: Deconvnet,
 
 def make_explainer(model, method=METHOD_GUIDED_BACKPROP, *, gradcam_layer=None,
                    smoothgrad_samples=0, smoothgrad_sigma=0.15, batch_size=32,
-                   precision=PRECISION_FLOAT32, **options):
+                   precision=PRECISION_FLOAT32, nonlinearity_rule=NONLINEARITY_REFUSE,
+                   **options):
     """An explainer of ``model`` with the ``GuidedBackprop`` interface, for ``method``.
 
     Args:
@@ -95,18 +99,22 @@ def make_explainer(model, method=METHOD_GUIDED_BACKPROP, *, gradcam_layer=None,
         precision: one of ``gbp_ops.precision.PRECISIONS``; reduced precision rebuilds the
             model's layers under that Keras dtype policy (Keras models only). Inputs, logits
             and maps stay float32.
+        nonlinearity_rule: ``'refuse'`` (default) or ``'gate'`` (Keras models; guided backprop
+            and Guided Grad-CAM): see ``gbp_ops.gated_activation``.
         **options: ``GuidedBackprop``'s other arguments (``strip_final_activation``,
             ``allow_unguided``, ``layer_name``, ``compile``, ``reduction``).
 
     Raises:
-        GBPError: an unknown method or precision, reduced precision for a SavedModel, or
-            what the explainer raises.
+        GBPError: an unknown method or precision, reduced precision or the gate rule for a
+            SavedModel, or what the explainer raises.
     """
     check_precision(precision)
     classes = _CLASSES
     if isinstance(model, SavedModelSource):
         if precision != PRECISION_FLOAT32:
             raise errors.GBPError(SAVEDMODEL_PRECISION.format(precision=precision))
+        if nonlinearity_rule != NONLINEARITY_REFUSE:
+            raise errors.GBPError(errors.SAVEDMODEL_NO_GATE)
         classes = SAVEDMODEL_CLASSES
     else:
         model = model_under_precision(model, precision)
@@ -115,5 +123,7 @@ def make_explainer(model, method=METHOD_GUIDED_BACKPROP, *, gradcam_layer=None,
                                                            methods=", ".join(METHODS)))
     if method == METHOD_GUIDED_GRADCAM:
         options["gradcam_layer"] = gradcam_layer
+    if not isinstance(model, SavedModelSource):
+        options["nonlinearity_rule"] = nonlinearity_rule
     return classes[method](model, batch_size=batch_size, smoothgrad_samples=smoothgrad_samples,
                            smoothgrad_sigma=smoothgrad_sigma, **options)

@@ -40,3 +40,38 @@ def clone_with_weights(model, clone_layer=None):
                                      recursive=True)
     clone.set_weights(model.get_weights())
     return clone
+
+
+def assign_layer_weights(model, weights_by_path):
+    """Sets the weights of the named layers of ``model`` in place (its variables keep their
+    identity, so a traced function that reads them sees the new values).
+
+    Args:
+        model: a ``keras.Model``.
+        weights_by_path: dict layer path (as ``leaf_layers`` names it) -> list of numpy arrays
+            in the layer's ``get_weights`` order.
+
+    Raises:
+        ValueError: a path ``model`` does not have, or weights that do not fit the layer.
+    """
+    layers = dict(leaf_layers(model))
+    missing = sorted(path for path in weights_by_path if path not in layers)
+    if missing:
+        raise ValueError(f"model '{model.name}' has no layers {missing}")
+    for path, values in weights_by_path.items():
+        layers[path].set_weights(values)
+
+
+def strided_pointwise_convs(model):
+    """Paths of the convolutions (nested models too) with a 1x1 kernel and a stride above 1.
+
+    Eager gradients through such a layer crashed the process in TF 2.21 with oneDNN (a 1x1,
+    stride-2, SAME Conv2D on a (2, 60, 60, 8) input; issue 26). In eager mode TF's Conv2D
+    gradient always computes the filter gradient (``Conv2DBackpropFilter``) beside the input
+    gradient; a compiled step prunes it, and was unaffected. Eager GBP code in the tests and
+    the bench checks models with this first.
+    """
+    return [path for path, layer in leaf_layers(model)
+            if hasattr(layer, "kernel_size") and hasattr(layer, "strides")
+            and all(int(size) == 1 for size in layer.kernel_size)
+            and any(int(stride) > 1 for stride in layer.strides)]

@@ -11,7 +11,8 @@ from gbp_ops import errors
 
 PRECISION_FLOAT32 = "float32"
 # mixed_bfloat16: CPUs with AVX512_BF16/AMX and TPUs/GPUs; mixed_float16: GPUs with tensor cores.
-PRECISIONS = (PRECISION_FLOAT32, "mixed_bfloat16", "mixed_float16")
+PRECISION_BFLOAT16 = "mixed_bfloat16"
+PRECISIONS = (PRECISION_FLOAT32, PRECISION_BFLOAT16, "mixed_float16")
 
 UNKNOWN_PRECISION = "unknown precision '{precision}'; expected one of: {precisions}"
 SAVEDMODEL_PRECISION = (

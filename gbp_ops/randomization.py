@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from gbp_ops.choices import MODE_REINITIALIZE, RANDOMIZATION_MODES
-from gbp_ops.model_graph import clone_with_weights, leaf_layers
+from gbp_ops.model_graph import assign_layer_weights, clone_with_weights, leaf_layers
 
 # Layer types that hold data statistics rather than learned weights; never randomized.
 _SKIPPED_LAYER_TYPES = ("Normalization", "Rescaling")
@@ -151,15 +151,14 @@ def _random_weights(model, units, mode, seed):
     return weights
 
 
-def cascading_randomization(model, depth_layers=None, seed=0, mode=MODE_REINITIALIZE):
-    """Copies of ``model`` with the top 1, 2, ..., D units randomized (cumulatively).
+def cascade_weights(model, depth_layers=None, seed=0, mode=MODE_REINITIALIZE):
+    """The random weights of each cascade depth, without building any model.
 
-    ``model`` is never modified: each depth is a fresh clone. A unit's random weights depend
-    only on ``seed`` and its position, so depth d+1 randomizes the same way as depth d plus one
-    more unit.
+    A unit's random weights depend only on ``seed`` and its position, so depth d+1 randomizes
+    the same way as depth d plus one more unit.
 
     Args:
-        model: a Functional or Sequential ``keras.Model``.
+        model: a Functional or Sequential ``keras.Model`` (read, never modified).
         depth_layers: None for every unit (see ``randomization_units``), an int D for the top D
             units, or a sequence of cascade steps, top first, each a layer path or a tuple of
             paths randomized together.
@@ -168,24 +167,42 @@ def cascading_randomization(model, depth_layers=None, seed=0, mode=MODE_REINITIA
             (permute each tensor's entries, BN moving statistics excepted).
 
     Returns:
-        An iterator of ``(depth, layer_names, randomized_model)``: depth 1..D, the tuple of all
-        layer paths randomized so far (top first), and the randomized clone.
+        list of ``(depth, layer_names, weights)``: depth 1..D, the tuple of all layer paths
+        randomized so far (top first), and dict path -> list of numpy arrays (the layer's
+        ``get_weights`` order, the weights' dtypes) for every path of ``layer_names``; the other
+        layers keep ``model``'s weights.
 
     Raises:
-        ValueError (at the call, not at the first step): unknown mode, unknown layer names, or
-        no weighted layer.
+        ValueError: unknown mode, unknown layer names, or no weighted layer.
     """
     if mode not in RANDOMIZATION_MODES:
         raise ValueError(UNKNOWN_MODE.format(mode=mode))
     units = _select_units(model, depth_layers)
-    return _cascade(model, units, _random_weights(model, units, mode, seed))
-
-
-def _cascade(model, units, weights):
+    weights = _random_weights(model, units, mode, seed)
+    steps = []
     for depth in range(1, len(units) + 1):
         names = tuple(path for unit in units[:depth] for path in unit)
+        steps.append((depth, names, {path: weights[path] for path in names}))
+    return steps
+
+
+def cascading_randomization(model, depth_layers=None, seed=0, mode=MODE_REINITIALIZE):
+    """Copies of ``model`` with the top 1, 2, ..., D units randomized (cumulatively), with the
+    weights of ``cascade_weights`` (same arguments).
+
+    ``model`` is never modified: each depth is a fresh clone.
+
+    Returns:
+        An iterator of ``(depth, layer_names, randomized_model)``.
+
+    Raises:
+        ValueError (at the call, not at the first step): see ``cascade_weights``.
+    """
+    return _cascade(model, cascade_weights(model, depth_layers, seed, mode))
+
+
+def _cascade(model, steps):
+    for depth, names, weights in steps:
         clone = clone_with_weights(model)
-        clone_layers = dict(leaf_layers(clone))
-        for path in names:
-            clone_layers[path].set_weights(weights[path])
+        assign_layer_weights(clone, weights)
         yield depth, names, clone

@@ -10,10 +10,16 @@ the model learned. The rows of the class-sensitivity check (``gbp_ops.class_sens
 
 import numpy as np
 
-from gbp_ops.choices import CHECK_CLASS_SENSITIVITY, CHECK_RANDOMIZATION, MODE_REINITIALIZE
+from gbp_ops.choices import (
+    CHECK_CLASS_SENSITIVITY,
+    CHECK_RANDOMIZATION,
+    MODE_REINITIALIZE,
+    NONLINEARITY_GATE,
+)
 from gbp_ops.explainer import GuidedBackprop
 from gbp_ops.maps import reduced_maps
-from gbp_ops.randomization import cascading_randomization
+from gbp_ops.model_graph import leaf_layers
+from gbp_ops.randomization import cascade_weights
 from gbp_ops.similarity import spearman_rank_correlation, ssim
 
 # The verdict reads the mean Spearman correlation after the top TOP_DEPTH units are
@@ -44,12 +50,14 @@ def run_sanity_check(
             at every depth.
         explainer_for: ``keras.Model -> explainer`` (``GuidedBackprop`` interface), the same
             mapping the audit uses, so the check tests the explanation the audit writes;
-            defaults to ``GuidedBackprop(model, batch_size=32)``.
-        mode: ``'reinitialize'`` or ``'permute'`` (see ``cascading_randomization``).
+            defaults to ``GuidedBackprop(model, batch_size=32)``. Called once, on ``model``:
+            every depth assigns its random weights to that explainer
+            (``assign_layer_weights``), which gets the trained weights back at the end.
+        mode: ``'reinitialize'`` or ``'permute'`` (see ``randomization.cascade_weights``).
         seed: seed of the random weights.
         reduction: channel reduction for explainers that return ``(N, H, W, C)`` maps (see
             ``gbp_ops.maps.reduce_channels``); ``(N, H, W)`` maps are used as they are.
-        depth_layers: passed to ``cascading_randomization``.
+        depth_layers: passed to ``randomization.cascade_weights``.
         seeds: None or int64 ``(N,)`` SmoothGrad seeds (see ``GuidedBackprop``), the same at
             every depth so that only the weights differ.
 
@@ -59,13 +67,14 @@ def run_sanity_check(
         ``spearman`` and ``ssim`` (float).
     """
     explainer_for = explainer_for or (lambda candidate: GuidedBackprop(candidate, batch_size=32))
-    explanation = explainer_for(model).explain_with_outputs(images, targets, seeds)
-    targets = explanation.targets
+    steps = cascade_weights(model, depth_layers, seed, mode)
+    explainer = explainer_for(model)
+    explanation = explainer.explain_with_outputs(images, targets, seeds)
     reference = reduced_maps(explanation.maps, reduction)
     rows = []
-    for depth, names, randomized in cascading_randomization(model, depth_layers, seed, mode):
-        maps = reduced_maps(explainer_for(randomized).explain(images, targets, seeds),
-                            reduction)
+    for depth, names, maps in randomized_maps(explainer, model, steps, images,
+                                              explanation.targets, seeds):
+        maps = reduced_maps(maps, reduction)
         spearman = spearman_rank_correlation(reference, maps)
         similarity = ssim(reference, maps)
         joined = ",".join(names)
@@ -76,6 +85,31 @@ def run_sanity_check(
             for index in range(len(reference))
         ]
     return rows
+
+
+def randomized_maps(explainer, model, steps, images, targets, seeds=None):
+    """The explainer's maps at each cascade depth, from its one traced step: each depth
+    assigns its random weights to the explainer's variables (``assign_layer_weights``), and
+    the trained weights are assigned back at the end (also on an error).
+
+    Args:
+        explainer: an explainer built on ``model`` (``GuidedBackprop`` interface).
+        model: the trained ``keras.Model`` (read, not modified).
+        steps: ``randomization.cascade_weights(model, ...)``.
+        images, targets, seeds: as for ``explainer.explain``.
+
+    Yields:
+        ``(depth, layer_names, maps)``, maps as ``explainer.explain`` returns them.
+    """
+    layers = dict(leaf_layers(model))
+    trained = {path: layers[path].get_weights() for _, names, _ in steps[-1:] for path in names}
+    try:
+        for depth, names, weights in steps:
+            explainer.assign_layer_weights(weights)
+            yield depth, names, explainer.explain(images, targets, seeds)
+    finally:
+        if trained:
+            explainer.assign_layer_weights(trained)
 
 
 def _check_of(row):
@@ -177,7 +211,8 @@ def _class_verdict(entry):
 
 def method_description(method, settings=None):
     """The method in words, e.g. ``'guided_gradcam (Grad-CAM layer relu6) with SmoothGrad (16
-    noisy copies, sigma 0.15 of the input range)'``.
+    noisy copies, sigma 0.15 of the input range)'``; the gate rule
+    (``nonlinearity_rule='gate'``) is named after the Grad-CAM layer.
 
     Args:
         method: the method's name.
@@ -187,6 +222,8 @@ def method_description(method, settings=None):
     text = method
     if settings.get("gradcam_layer"):
         text += f" (Grad-CAM layer {settings['gradcam_layer']})"
+    if settings.get("nonlinearity_rule") == NONLINEARITY_GATE:
+        text += " with the gate rule at activations other than ReLU"
     if settings.get("smoothgrad_samples"):
         text += (f" with SmoothGrad ({settings['smoothgrad_samples']} noisy copies, sigma "
                  f"{settings.get('smoothgrad_sigma', 0):.2f} of the input range)")

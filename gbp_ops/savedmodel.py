@@ -4,8 +4,9 @@ The frozen signature (``gbp_ops.savedmodel_graph``) is imported into a TF1-style
 ``gradient_override_map``, which maps every ``Relu``/``Relu6`` op to a registered guided (or
 DeconvNet) gradient; ``tf.gradients`` of the target scores there gives the maps, and
 ``tf.compat.v1.wrap_function`` turns that graph into a callable. (In TF2 eager code an override
-map is silently ignored; inside a wrapped graph it is honoured.) The explainers reuse
-``GuidedBackprop``'s batching, padding, checks, SmoothGrad and in-graph reduction.
+map is silently ignored; inside a wrapped graph it is honoured.) The explainers are
+``GuidedBackprop``s built by its own ``__init__`` (only ``_build_model`` and ``_build_method``
+differ), so they share its batching, padding, checks, SmoothGrad and in-graph reduction.
 """
 
 import tensorflow as tf
@@ -15,6 +16,7 @@ from gbp_ops.choices import (
     METHOD_DECONVNET,
     METHOD_GUIDED_BACKPROP,
     METHOD_GUIDED_GRADCAM,
+    NONLINEARITY_REFUSE,
 )
 from gbp_ops.explainer import GuidedBackprop
 from gbp_ops.gradcam import class_activation_map
@@ -54,8 +56,8 @@ class SavedModelGuidedBackprop(GuidedBackprop):
     """Guided backprop for a SavedModel signature, with ``GuidedBackprop``'s interface.
 
     Args:
-        source: a ``gbp_ops.savedmodel_graph.SavedModelSource`` (``gbp_ops.load_model`` of a
-            SavedModel directory).
+        model: a ``gbp_ops.savedmodel_graph.SavedModelSource`` (``gbp_ops.load_model`` of a
+            SavedModel directory), kept as ``self.source``.
         batch_size, strip_final_activation, allow_unguided, compile, reduction,
         smoothgrad_samples, smoothgrad_sigma: as for ``GuidedBackprop``.
         layer_name: explain a channel of this op's output (spatial sum) instead of a class
@@ -70,24 +72,23 @@ class SavedModelGuidedBackprop(GuidedBackprop):
             height, width and channels.
     """
 
-    def __init__(self, source, batch_size=32, strip_final_activation=True, allow_unguided=False,
-                 layer_name=None, compile=True, reduction=None, smoothgrad_samples=0,
-                 smoothgrad_sigma=0.15):
-        # GuidedBackprop.__init__ rewrites a Keras model; this sets the same attributes from
-        # the graph instead, then reuses the rest of the class unchanged.
-        self._set_options(batch_size, layer_name, reduction, smoothgrad_samples,
-                          smoothgrad_sigma)
+    def _build_model(self, source, strip_final_activation, allow_unguided):
+        """``GuidedBackprop._build_model`` from the frozen graph instead of a Keras rewrite."""
         self.source = source
-        self._plan = plan_graph(source, strip_final_activation, allow_unguided, layer_name)
+        self._plan = plan_graph(source, strip_final_activation, allow_unguided, self.layer_name)
         self.guided_sites = self._plan.guided_sites
+        self.gated_sites = ()
         self.unguided_sites = self._plan.unguided_sites
+        self.nonlinearity_rule = NONLINEARITY_REFUSE  # make_explainer refuses 'gate' here
         self.stripped_activation = self._plan.stripped_activation
-        self.explained_space = (f"layer:{layer_name}" if layer_name is not None else
+        self.explained_space = (f"layer:{self.layer_name}" if self.layer_name is not None else
                                 SPACE_LOGIT if self.stripped_activation else SPACE_OUTPUT)
         self._set_input_shape(source.input_shape)
+
+    def _build_method(self, source, strip_final_activation, allow_unguided):
+        """The method's checks, then the wrapped graph (which also sets the output count)."""
         self._check_method()
         self._build_graph()
-        self._compile_step(compile)
 
     def _check_method(self):
         """Hook for methods with settings to check before the graph is wrapped."""

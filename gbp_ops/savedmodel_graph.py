@@ -13,6 +13,7 @@ import os
 import tensorflow as tf
 
 from gbp_ops import errors
+from gbp_ops.choices import is_savedmodel_dir
 from gbp_ops.rewrite import GuidedSite
 
 GUIDED_OP_TYPES = ("Relu", "Relu6")
@@ -63,11 +64,6 @@ class SavedModelSource:
         return os.path.basename(self.path.rstrip("/"))
 
 
-def is_savedmodel_dir(path):
-    """True for a directory holding ``saved_model.pb`` (any filesystem ``tf.io.gfile`` reads)."""
-    return tf.io.gfile.isdir(path) and tf.io.gfile.exists(os.path.join(path, "saved_model.pb"))
-
-
 def _pick_key(keys, wanted, role, path, signature):
     if wanted is not None:
         if wanted not in keys:
@@ -100,7 +96,7 @@ def load_savedmodel(path, signature="serving_default", input_key=None, output_ke
         convert_variables_to_constants_v2,
     )
 
-    if not is_savedmodel_dir(path):
+    if not is_savedmodel_dir(path, tf.io.gfile.exists):
         raise errors.GBPError(errors.SAVEDMODEL_NOT_A_SAVEDMODEL.format(path=path))
     try:
         loaded = tf.saved_model.load(path)

@@ -1,18 +1,23 @@
 """gbp-audit's Beam pipeline: read -> preprocess -> batched guided backprop -> Parquet.
 
 ``import pipeline`` imports nothing heavy: the loaders (pandas, pyarrow) on first use of
-``load_saliency``/``load_stats``/``load_errors`` (still no TensorFlow, Keras or Beam for local
-outputs), the pipeline itself on first use of ``build_pipeline`` or ``run``.
+``load_saliency``/``load_stats``/``load_errors``/``load_table`` (still no TensorFlow, Keras or
+Beam for local outputs), the pipeline itself on first use of ``build_pipeline`` or ``run``.
+
+The package: ``cli`` (the command), ``launch/`` (the launcher), ``stages/`` (the Beam stages
+and the graph), ``outputs/`` (sinks, manifest, loaders, run summary), ``findings/``,
+``report/``, ``tables/``, ``config/``, and the shared modules ``records`` (the vocabulary),
+``images``, ``paths``, ``explainers`` and ``rankings``.
 """
 
-__all__ = ["build_pipeline", "load_errors", "load_saliency", "load_stats", "run"]
+__all__ = ["build_pipeline", "load_errors", "load_saliency", "load_stats", "load_table", "run"]
 
-_LOADERS = ("load_errors", "load_saliency", "load_stats")
+_LOADERS = ("load_errors", "load_saliency", "load_stats", "load_table")
 
 
 def __getattr__(name):
     if name in _LOADERS:
-        from pipeline import loader
+        from pipeline.outputs import loader
 
         return getattr(loader, name)
     raise AttributeError(f"module 'pipeline' has no attribute '{name}'")
@@ -23,14 +28,14 @@ def __dir__():
 
 
 def build_pipeline(p, plan, start_time=None, progress_dir=None):
-    """See ``pipeline.build.build_pipeline``."""
-    from pipeline.build import build_pipeline as build
+    """See ``pipeline.stages.build.build_pipeline``."""
+    from pipeline.stages.build import build_pipeline as build
 
     return build(p, plan, start_time, progress_dir)
 
 
 def run(argv=None):
-    """See ``pipeline.cli.run``."""
-    from pipeline.cli import run as run_cli
+    """See ``pipeline.launch.job.run``."""
+    from pipeline.launch.job import run as run_job
 
-    return run_cli(argv)
+    return run_job(argv)

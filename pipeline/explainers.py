@@ -53,8 +53,9 @@ def explainer_for_model(config, model):
     Returns:
         An explainer with the ``gbp_ops.GuidedBackprop`` interface for ``explain.method``
         (``gbp_ops.make_explainer``, SmoothGrad included), compiled for
-        ``config.explain.batch_size``, that reduces channels with ``config.explain.reduction``
-        and computes in ``config.explain.precision``.
+        ``config.explain.batch_size``, that reduces channels with ``config.explain.reduction``,
+        computes in ``config.explain.precision`` and applies ``config.explain.nonlinearity_rule``
+        at activations other than ReLU.
     """
     import gbp_ops
 
@@ -71,14 +72,15 @@ def explainer_for_model(config, model):
         layer_name=config.model.layer_name,
         reduction=explain.reduction,
         precision=explain.precision,
+        nonlinearity_rule=explain.nonlinearity_rule,
     )
 
 
 def build_explainer(config):
     """Loads the configured model and builds its explainer."""
     explainer = explainer_for_model(config, load_configured_model(config))
-    logging.info("gbp-audit: built guided model (pid %d, %d guided ReLUs)", os.getpid(),
-                 len(explainer.guided_sites))
+    logging.info("gbp-audit: built guided model (pid %d, %d guided ReLUs, %d gated activations)",
+                 os.getpid(), len(explainer.guided_sites), len(explainer.gated_sites))
     return explainer
 
 

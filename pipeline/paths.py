@@ -9,6 +9,8 @@ import os
 import posixpath
 import tempfile
 
+from gbp_ops import choices
+
 
 def _file_systems():
     from apache_beam.io.filesystems import FileSystems
@@ -84,9 +86,10 @@ def make_dirs(path):
 
 
 def is_savedmodel_dir(path):
-    """True when ``path`` is a directory (or object prefix) holding ``saved_model.pb``."""
-    marker = join(path, "saved_model.pb")
-    return os.path.isfile(marker) if is_local(path) else _file_systems().exists(marker)
+    """``gbp_ops.choices.is_savedmodel_dir`` through this module's filesystems: local paths
+    without Beam, others through Beam ``FileSystems``."""
+    exists = os.path.isfile if is_local(path) else _file_systems().exists
+    return choices.is_savedmodel_dir(path, exists, join)
 
 
 def _directory_files(path):

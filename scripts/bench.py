@@ -16,18 +16,26 @@ Measured in one invocation, on the reference model (demo/reference_model.py) at 
                measure it: each run's wall minus the span of its batch steps (the launcher's
                timing line), that is start-up up to the first batch plus the final stages;
   3. naive:    the recipe from the question's answers (swap layer.activation for a
-               tf.custom_gradient ReLU, eager GradientTape).
-  2c. compare: the 10xN run again with compare.baseline set to the first 10xN run's output
+               tf.custom_gradient ReLU, eager GradientTape). The bench stops before timing
+               anything if the model has a 1x1 strided convolution, whose eager gradient
+               crashed TF 2.21 with oneDNN (`gbp_ops.model_graph.strided_pointwise_convs`).
+  2b. bf16:    the 10xN pipeline run again with explain.precision=mixed_bfloat16: images/s and its
+               ratio to the float32 run (bf16_over_f32). With --bf16-on-n both are the N runs
+               instead (start-up included in both), for hosts where bf16 is emulated and a 10xN
+               bf16 run would take most of the bench.
+  2d. compare: the 10xN run again with compare.baseline set to the first 10xN run's output
                (the same model and data): compare_share_10n is the comparison's own wall time
                (manifest `comparison.seconds`) as a share of that run's (also given from the
                difference of the two runs' walls, which this machine's drift blurs);
                `gbp-audit compare` of the N and of the 10xN run with themselves gives the
                comparison's peak RSS (process tree) at N and 10xN (compare_rss_10n_over_n).
                --compare-only runs only the N and 10xN audits and this part.
-  2b. bf16:    the 10xN pipeline run again with explain.precision=mixed_bfloat16: images/s, its
-               ratio to the float32 run (bf16_over_f32) and its measured fidelity to float32.
-               With --bf16-on-n both are the N runs instead (start-up included in both), for
-               hosts where bf16 is emulated and a 10xN bf16 run would take most of the bench.
+  2c. fidelity: bf16 maps against float32 maps, measured as preflight does
+      (pipeline.launch.fidelity:
+               mean per-image Spearman and top-5% overlap on the first --fidelity-sample
+               records) on two models: the bench's random-init reference model on its data
+               (*_random_init), and the trained demo model on the demo data (*_trained; built
+               offline in --demo-dir, or reused from there). --fidelity-only runs only this part.
 Prints images/s for each and the ratios pipeline/kernel and pipeline/naive, and the stored
 bytes per example for float16, float32 and uint8 maps.
 
@@ -57,7 +65,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 SIZE, BATCH = 128, 32
-# The launcher's timing line (pipeline.cli.summary).
+# The launcher's timing line (pipeline.outputs.summary.summary).
 TIMING_LINE = re.compile(r"([\d.]+) s before the first batch, ([\d.]+) s of batches, "
                          r"([\d.]+) s after the last")
 LARGE_HEIGHT, LARGE_WIDTH, LARGE_SIDE = 1500, 2000, 224
@@ -146,7 +154,8 @@ def run_pipeline(pattern, model_path, output, *overrides, beam_args=(), worker_t
 
     Returns:
         (wall seconds, peak RSS bytes of the process tree, manifest dict); the manifest gets
-        ``timing`` from the launcher's summary line when it printed one (``cli.summary``).
+        ``timing`` from the launcher's summary line when it printed one
+        (``pipeline.outputs.summary.summary``).
     """
     argv = [sys.executable, "-m", "pipeline", "--config", os.path.join(REPO, "configs/demo.yaml"),
             "--set", f"source.pattern={pattern}", "--set", f"model.path={model_path}",
@@ -337,8 +346,8 @@ def decode_timings(jpegs):
         order, so that this machine's drifting speed and warm caches favour none.
     """
     from pipeline.config import PreprocessConfig, SourceConfig
-    from pipeline.decode import decode_image
-    from pipeline.preprocess import preprocess_with_display
+    from pipeline.stages.decode import decode_image
+    from pipeline.stages.preprocess import preprocess_with_display
 
     source, shape = SourceConfig(pattern="bench"), (LARGE_SIDE, LARGE_SIDE, 3)
 
@@ -366,8 +375,8 @@ def large_jpeg_bench(args, run_options):
     """Decode timings, kernel and pipeline on photo-like 2000x1500 JPEGs at 224 px."""
     import gbp_ops
     from pipeline.config import PreprocessConfig, SourceConfig
-    from pipeline.decode import decode_image
-    from pipeline.preprocess import preprocess_image
+    from pipeline.stages.decode import decode_image
+    from pipeline.stages.preprocess import preprocess_image
 
     count = args.large_images
     pattern, half_pattern, model_path = build_large_jpegs(args.workdir, count)
@@ -420,14 +429,55 @@ def large_jpeg_bench(args, run_options):
     return results
 
 
+def bf16_fidelity(pattern, model_path, sample, *overrides):
+    """``pipeline.launch.fidelity.measure`` of mixed_bfloat16 against float32, exactly as preflight
+    measures it for a run of the demo preset on ``pattern`` and ``model_path``."""
+    from pipeline import explainers
+    from pipeline.config import load_config
+    from pipeline.launch import fidelity
+
+    config = load_config(os.path.join(REPO, "configs", "demo.yaml"), [
+        f"source.pattern={pattern}", f"model.path={model_path}",
+        "explain.precision=mixed_bfloat16", f"explain.fidelity_sample={sample}", *overrides])
+    explainer = explainers.explainer_for_model(config, explainers.load_configured_model(config))
+    return fidelity.measure(config, explainer, explainer.input_shape)
+
+
+def fidelity_bench(args, pattern=None, model_path=None):
+    """bf16 fidelity (2c): the random-init reference model on the bench's images, and the
+    trained demo model on the demo images."""
+    from demo.assets import build_demo_assets
+
+    if pattern is None:
+        pattern, model_path = build_assets(args.workdir, args.images)
+    demo = build_demo_assets(args.demo_dir)  # offline; reused when already built there
+    results = {"bf16_fidelity_sample": args.fidelity_sample}
+    # The bench's data has no box feature and runs in batches of BATCH (as run_pipeline).
+    models = {"random_init": (pattern, model_path, "source.box_key=null",
+                              f"explain.batch_size={BATCH}"),
+              "trained": (demo.tfrecord_pattern, demo.model_path)}
+    for name, (data, model, *overrides) in models.items():
+        measured = bf16_fidelity(data, model, args.fidelity_sample, *overrides)
+        results[f"bf16_fidelity_spearman_{name}"] = measured["mean_spearman"]
+        results[f"bf16_fidelity_min_spearman_{name}"] = measured["min_spearman"]
+        results[f"bf16_fidelity_top5_overlap_{name}"] = measured["top5_overlap"]
+    return results
+
+
 def small_image_bench(args, run_options):
     """Kernel, eager recipe and pipeline on N and 10xN 128x128 JPEGs (see the docstring)."""
     import gbp_ops
     from demo.assets import synthesize_shapes
+    from gbp_ops.model_graph import strided_pointwise_convs
 
     small, model_path = build_assets(args.workdir, args.images)
     large, _ = build_assets(args.workdir, 10 * args.images)
     model = gbp_ops.load_model(model_path)
+    hazards = strided_pointwise_convs(model)
+    if hazards:  # the eager recipe could crash the bench (see strided_pointwise_convs)
+        raise SystemExit(f"bench: the eager recipe would take gradients through the 1x1 "
+                         f"strided convolutions {hazards}, which crashed TF 2.21 with oneDNN; "
+                         "time it in a subprocess or use a model without them")
     images = synthesize_shapes(args.kernel_images, image_size=SIZE, seed=99)["images"]
     images = images.astype(np.float32) / 255.0
 
@@ -475,9 +525,8 @@ def small_image_bench(args, run_options):
         "explain.precision=mixed_bfloat16", "explain.min_fidelity=0", **run_options)
     bf16_rate = bf16_manifest["counts"]["saliency_rows"] / bf16_seconds
     results.update(pipeline_bf16_images_per_s=bf16_rate, bf16_on_n=args.bf16_on_n,
-                   bf16_over_f32=bf16_rate / f32_rate,
-                   bf16_fidelity_spearman=bf16_manifest["fidelity"]["mean_spearman"],
-                   bf16_fidelity_top5_overlap=bf16_manifest["fidelity"]["top5_overlap"])
+                   bf16_over_f32=bf16_rate / f32_rate)
+    results.update(fidelity_bench(args, small, model_path))
     kernel_after = kernel_throughput(model, images)
     naive_after = naive_throughput(model, images[:320])
     results.update(kernel_before_images_per_s=kernel_before,
@@ -514,14 +563,25 @@ def main():
                         help="run only the 224-px part on large JPEGs")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="a config override for every pipeline run (repeatable)")
+    parser.add_argument("--fidelity-sample", type=int, default=64,
+                        help="examples of the bf16 fidelity measurements (explain.fidelity_sample)")
+    parser.add_argument("--demo-dir", default=None,
+                        help="where the trained demo model is built or reused (default: "
+                             "WORKDIR/demo; .cache/demo reuses the demo's)")
+    parser.add_argument("--fidelity-only", action="store_true",
+                        help="run only the bf16 fidelity part (2c)")
     args = parser.parse_args()
+    args.demo_dir = args.demo_dir or os.path.join(args.workdir, "demo")
     if args.large_only and args.large_images < 1:
         parser.error("--large-only needs --large-images >= 1")
     os.makedirs(args.workdir, exist_ok=True)
     run_options = {"beam_args": args.beam_args.split(), "worker_threads": args.worker_threads,
                    "extra_overrides": tuple(args.set)}
-    results = {} if args.large_only else small_image_bench(args, run_options)
-    if args.large_images and not args.compare_only:
+    if args.fidelity_only:
+        results = fidelity_bench(args)
+    else:
+        results = {} if args.large_only else small_image_bench(args, run_options)
+    if args.large_images and not (args.fidelity_only or args.compare_only):
         results.update(large_jpeg_bench(args, run_options))
     for key, value in results.items():
         print(f"{key:48s} {value:12.3f}" if isinstance(value, float) else f"{key:48s} {value:12d}")

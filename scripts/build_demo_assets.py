@@ -6,7 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipeline import quiet  # noqa: E402
+from pipeline.launch import quiet  # noqa: E402
 
 quiet.import_tensorflow_quietly()
 

@@ -27,6 +27,7 @@ def _child(argv):
     import gc
 
     import pipeline.cli as cli
+    from pipeline.launch import warmup
 
     parts = []
     stages = []
@@ -52,19 +53,19 @@ def _child(argv):
         from apache_beam.runners.portability.fn_api_runner import fn_runner
 
         import gbp_ops.explainer
-        import pipeline.build
         import pipeline.explainers
-        import pipeline.model_handler
-        import pipeline.preflight
+        import pipeline.launch.preflight
+        import pipeline.stages.build
+        import pipeline.stages.model_handler
 
-        timed(pipeline.preflight, "preflight", "preflight (config checks, model, explainer)")
+        timed(pipeline.launch.preflight, "preflight", "preflight (config checks, model, explainer)")
         timed(pipeline.explainers, "load_configured_model", "  model load")
         timed(pipeline.explainers, "explainer_for_model", "  guided clone + explainer")
         timed(gbp_ops.explainer.GuidedBackprop, "_step_fn", "GBP step trace (Python)")
-        timed(pipeline.build, "build_pipeline", "build_pipeline")
+        timed(pipeline.stages.build, "build_pipeline", "build_pipeline")
         timed(beam.Pipeline, "to_runner_api", "Beam: pipeline to runner API")
         timed(fn_runner.FnApiRunner, "run_stages", "Beam: run all stages")
-        handler = pipeline.model_handler.GuidedBackpropModelHandler
+        handler = pipeline.stages.model_handler.GuidedBackpropModelHandler
         first = handler.run_inference
         seen = []
 
@@ -90,7 +91,7 @@ def _child(argv):
 
         fn_runner.FnApiRunner._execute_bundle = execute_bundle
 
-    imports = cli._import_run_modules
+    imports = warmup.import_run_modules
 
     def import_run_modules(*args, **kwargs):
         start = now()
@@ -98,7 +99,7 @@ def _child(argv):
         parts.append(("imports (TensorFlow, Keras, Beam, pipeline)", start, now()))
         install()
 
-    cli._import_run_modules = import_run_modules
+    warmup.import_run_modules = import_run_modules
     parts.append(("process start (interpreter, launcher module)", 0.0, now()))
     sys.argv = ["pipeline", *argv]
     code = cli.main(one_audit=True)

@@ -11,6 +11,8 @@ import argparse
 import dataclasses
 import sys
 
+from pipeline.launch.exit_codes import EXIT_FAIL_ON, EXIT_RUN_FAILED, EXIT_USAGE
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
@@ -49,12 +51,12 @@ def compare_settings(args):
 
 def run(argv):
     """Runs one comparison; returns the manifest written into ``--output``."""
-    from pipeline import manifest
-    from pipeline.cli import beam_options
     from pipeline.compare import compatibility
     from pipeline.compare.report import write_comparison_report
     from pipeline.compare.run import compare_runs
     from pipeline.config import jsonable
+    from pipeline.launch.options import beam_options
+    from pipeline.outputs import manifest
 
     args, beam_args = parse_args(argv)
     settings = compare_settings(args)
@@ -77,12 +79,12 @@ def run(argv):
 
 def main(argv, one_audit=False):
     """Entry point of the subcommand; returns the exit status."""
-    from pipeline import cli
+    from pipeline.launch import warmup
 
     debug = "--debug" in argv
     if any(flag in argv for flag in ("-h", "--help")):
         parse_args(argv)
-    cli._import_run_modules(quiet="--verbose" not in argv, one_audit=one_audit)
+    warmup.import_run_modules(quiet="--verbose" not in argv, one_audit=one_audit)
     from gbp_ops import GBPError
     from pipeline.compare.compatibility import CompareError
     from pipeline.compare.outcome import failure_line
@@ -94,20 +96,20 @@ def main(argv, one_audit=False):
         if debug:
             raise
         print(f"gbp-audit: error: {error}", file=sys.stderr)
-        return cli.EXIT_USAGE
+        return EXIT_USAGE
     except Exception as error:  # a failure inside the comparison pipeline
         if debug:
             raise
         message = str(error).strip().splitlines()[-1] if str(error).strip() else type(error)
         print(f"gbp-audit: comparison failed: {message} (rerun with --debug for details)",
               file=sys.stderr)
-        return cli.EXIT_RUN_FAILED
+        return EXIT_RUN_FAILED
     print(summary(written["comparison"]))
     print(f"gbp-audit: report: {written['report']}")
     line = failure_line(written["comparison"])
     if line:
         print(line, file=sys.stderr)
-        return cli.EXIT_FAIL_ON
+        return EXIT_FAIL_ON
     return 0
 
 

@@ -31,7 +31,7 @@ class IncompatibleRunsError(CompareError):
 
 def read_run(folder):
     """A finished run's manifest; raises ``CompareError`` when the folder holds none."""
-    from pipeline import manifest
+    from pipeline.outputs import manifest
 
     found = manifest.read(folder)
     if not found.get("map_shape"):

@@ -144,7 +144,7 @@ def _maps(side, ids, metadata):
 def similarities(first, second, ids, metadata):
     """Spearman and top-5% overlap of ``|map|`` of ``ids`` in two runs (``_read_frame``
     pairs), a chunk of maps at a time."""
-    from pipeline.fidelity import map_spearman, top_share_overlap
+    from pipeline.launch.fidelity import map_spearman, top_share_overlap
 
     spearman, overlap = np.zeros(len(ids)), np.zeros(len(ids))
     for start in range(0, len(ids), MAP_CHUNK):

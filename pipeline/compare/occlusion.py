@@ -12,34 +12,6 @@ import apache_beam as beam
 import numpy as np
 
 
-class PrepareWantedDoFn(beam.DoFn):
-    """SourceRecord -> ``(finding index, (id hash, example_id, model input))`` for each
-    finding that wants the record's example (side input ``wanted``: id -> finding indices);
-    records that fail to prepare are skipped (the current run's errors table has them)."""
-
-    def __init__(self, config, input_shape):
-        self._config = config
-        self._input_shape = tuple(input_shape)
-
-    def process(self, record, wanted):
-        from pipeline.preprocess import StageError, parse_tf_example, prepare_example
-
-        if isinstance(record.payload, bytes):
-            try:
-                example_id = parse_tf_example(record.position, record.payload,
-                                              self._config.source).example_id
-            except StageError:
-                return
-            if not list(wanted[example_id]):
-                return
-        try:
-            example = prepare_example(record, self._config, self._input_shape)
-        except StageError:
-            return
-        for index, key in wanted[example.example_id]:
-            yield index, (key, example.example_id, example.image)
-
-
 class OccludeFindingDoFn(beam.DoFn):
     """``(finding index, [(id hash, id, image)])`` -> ``(finding index, {flip_rate,
     control_flip_rate, occluded_examples})`` with the current model (``config``'s explainer).
@@ -101,7 +73,8 @@ class ReOcclude(beam.PTransform):
         self._findings, self._count, self._fill = findings, count, fill
 
     def expand(self, members):
-        from pipeline.build import ReadSource
+        from pipeline.stages.preprocess import PrepareWantedDoFn
+        from pipeline.stages.read import ReadSource
 
         cluster_findings = {}
         for index, found in enumerate(self._findings):

@@ -33,7 +33,7 @@ STATISTIC_COUNT = len(AGGREGATED_STATISTICS)
 def id_hashes(example_ids):
     """uint64 ``(N,)``: the first 16 hex digits of each id's sample key (as the findings
     sample orders examples)."""
-    from pipeline.sanity_stage import sample_key
+    from pipeline.records import sample_key
 
     return np.array([int(sample_key(str(i))[:16], 16) for i in example_ids], np.uint64)
 

@@ -4,7 +4,8 @@ difference as a picture, and the findings of both runs with their statuses."""
 
 import numpy as np
 
-from pipeline import loader, paths, tables
+from pipeline import paths, tables
+from pipeline.outputs import loader
 from pipeline.report import figures
 from pipeline.report.page import esc, figure_html, number, page, png_data_uri, table
 from pipeline.tables import comparison_classes as classes_table
@@ -49,10 +50,16 @@ def _sentences_html(comparison, finding_rows):
             for s in comparison["sentences"]]
 
 
-def since_baseline_section(folder, comparison):
-    """The section's HTML, from ``folder``'s comparison tables and the manifest block."""
-    classes = _optional(folder, tables.COMPARISON_CLASSES)
-    found = _optional(folder, tables.COMPARISON_FINDINGS)
+def load_comparison_tables(folder):
+    """``(comparison_classes, comparison_findings)`` DataFrames of ``folder`` (None where a
+    table is missing): what ``since_baseline_section`` draws."""
+    return (_optional(folder, tables.COMPARISON_CLASSES),
+            _optional(folder, tables.COMPARISON_FINDINGS))
+
+
+def since_baseline_section(comparison, classes, found):
+    """The section's HTML from the manifest's ``comparison`` block and the two tables of
+    ``load_comparison_tables`` (either may be None); reads nothing itself."""
     finding_rows = [] if found is None else found.to_dict("records")
     ids = comparison["ids"]
     parts = ["<h2>Since the baseline</h2>", *_sentences_html(comparison, finding_rows)]
@@ -116,11 +123,11 @@ def _classes_html(classes):
 
 def write_comparison_report(folder, current_manifest):
     """``<folder>/report.html`` of a ``gbp-audit compare`` folder: the section alone."""
-    from pipeline import manifest
+    from pipeline.outputs import manifest
 
     written = manifest.read(folder)
     html = page({**current_manifest, "wall_time_seconds": None},
-                [since_baseline_section(folder, written["comparison"])])
+                [since_baseline_section(written["comparison"], *load_comparison_tables(folder))])
     path = paths.join(folder, "report.html")
     paths.write_bytes(path, html.encode("utf-8"))
     return path

@@ -16,8 +16,9 @@ import time
 import apache_beam as beam
 
 from gbp_ops.statistics import AGGREGATED_STATISTICS
-from pipeline import paths, sinks, tables
+from pipeline import paths, tables
 from pipeline.compare import compatibility, join, matching, outcome, per_class
+from pipeline.outputs import sinks
 from pipeline.tables import comparison_classes as classes_table
 from pipeline.tables import comparison_examples as examples_table
 from pipeline.tables import comparison_findings as findings_table
@@ -134,7 +135,7 @@ def build_comparison(p, runs, dirs, output_dir, settings, baseline_findings, pro
 
 
 def _optional_table(folder, table):
-    from pipeline import loader
+    from pipeline.outputs import loader
 
     try:
         return loader.load_table(folder, table)
@@ -148,7 +149,7 @@ def _class_names(runs):
 
 def _mean_maps(folder):
     """class -> float32 ``(h, w)`` mean map of a run's ``stats`` table."""
-    from pipeline import loader
+    from pipeline.outputs import loader
 
     stats = loader.load_stats(folder)
     rows = stats[stats[stats_table.GROUP] == stats_table.GROUP_CLASS]
@@ -246,7 +247,7 @@ def compare_with_baseline(config, input_shape, options):
     Returns:
         The run's manifest, with ``comparison``.
     """
-    from pipeline import manifest
+    from pipeline.outputs import manifest
 
     output = config.output.path
     comparison = compare_runs(config.compare.baseline, output, output, config.compare, options,

@@ -3,6 +3,8 @@ the allowed values of their string fields."""
 
 import dataclasses
 
+from gbp_ops.choices import NONLINEARITY_GATE
+
 SOURCE_KINDS = ("tfrecord", "tfds")
 IMAGE_ENCODINGS = ("encoded", "raw")
 RAW_DTYPES = ("uint8", "float32")
@@ -90,10 +92,16 @@ class ExplainConfig:
     # float32, mixed_bfloat16 (CPUs with AVX512_BF16/AMX, TPUs, recent GPUs) or mixed_float16
     # (GPUs); Keras models only. A reduced precision is checked against float32 on
     # fidelity_sample examples before the run, which fails if the mean per-image Spearman of
-    # the two maps is below min_fidelity (see pipeline.fidelity).
+    # the two maps is below min_fidelity (see pipeline.launch.fidelity). auto: mixed_bfloat16 where
+    # the launching host computes bf16 natively and that check passes, else float32; the
+    # manifest's precision_choice says which and why (gbp_ops.precision_choice).
     precision: str = "float32"
     fidelity_sample: int = 64
     min_fidelity: float = 0.97
+    # At activations other than ReLU (swish, GELU, hard-swish, ...): 'refuse' the model, naming
+    # them, or 'gate': dy * f'(x) where dy > 0 and x > 0 (gbp_ops.gated_activation). 'gate'
+    # turns the sanity checks on unless sanity.enabled is set (see SanityConfig).
+    nonlinearity_rule: str = "refuse"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,9 +119,16 @@ class OutputConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SanityConfig:
-    """The optional model-randomization sanity check (Adebayo et al. 2018) on a sample."""
+    """The optional sanity checks on a sample: model randomization (Adebayo et al. 2018) and
+    class sensitivity.
 
-    enabled: bool = False
+    ``enabled`` left unset (None) resolves, in ``RunConfig``, to on when
+    ``explain.nonlinearity_rule`` is 'gate' and off otherwise: positive-only backward rules
+    are known to lose class sensitivity (Nie et al. 2018), so a run that opts in to the gate
+    rule checks it unless the user says otherwise.
+    """
+
+    enabled: bool | None = None
     sample_size: int = 32
     mode: str = "reinitialize"
     depth: int | None = None  # how many layer groups to randomize from the top; None = all
@@ -165,6 +180,13 @@ class RunConfig:
     sanity: SanityConfig = dataclasses.field(default_factory=SanityConfig)
     findings: FindingsConfig = dataclasses.field(default_factory=FindingsConfig)
     compare: CompareConfig = dataclasses.field(default_factory=CompareConfig)
+
+    def __post_init__(self):
+        # Resolves the defaults that depend on another section: sanity.enabled (see
+        # SanityConfig), so every RunConfig holds a bool there.
+        if self.sanity.enabled is None:
+            enabled = self.explain.nonlinearity_rule == NONLINEARITY_GATE
+            object.__setattr__(self, "sanity", dataclasses.replace(self.sanity, enabled=enabled))
 
     def to_dict(self):
         """Plain nested dict (JSON/YAML-ready)."""

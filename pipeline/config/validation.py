@@ -1,12 +1,16 @@
 """Value checks of a ``RunConfig``: each problem raises ``ConfigError`` naming the field."""
 
 from gbp_ops.choices import (
+    METHOD_DECONVNET,
     METHODS,
     MODEL_KINDS,
+    NONLINEARITY_GATE,
+    NONLINEARITY_RULES,
     RANDOMIZATION_MODES,
     REDUCTIONS,
 )
 from gbp_ops.precision import PRECISIONS
+from gbp_ops.precision_choice import PRECISION_AUTO
 from pipeline.config.sections import (
     CORRUPT_SHARD_POLICIES,
     FAIL_ON_CONDITIONS,
@@ -68,6 +72,10 @@ def validate(config):
     _require(explain.batch_size >= 1, "explain.batch_size", "expected an integer >= 1")
     _one_of(explain.reduction, REDUCTIONS, "explain.reduction")
     _one_of(explain.method, METHODS, "explain.method")
+    _one_of(explain.nonlinearity_rule, NONLINEARITY_RULES, "explain.nonlinearity_rule")
+    _require(explain.nonlinearity_rule != NONLINEARITY_GATE or explain.method != METHOD_DECONVNET,
+             "explain.nonlinearity_rule", "the gate rule carries guided backprop's rule to other "
+             "activations; deconvnet has none (use guided_backprop or guided_gradcam)")
     _validate_precision(config)
     # 0 turns SmoothGrad off; 0 threads keeps TensorFlow's default.
     for name in ("smoothgrad_samples", "smoothgrad_sigma", "worker_intra_op_threads"):
@@ -94,7 +102,7 @@ def validate(config):
 
 def _validate_precision(config):
     explain = config.explain
-    _one_of(explain.precision, PRECISIONS, "explain.precision")
+    _one_of(explain.precision, (*PRECISIONS, PRECISION_AUTO), "explain.precision")
     _require(isinstance(explain.fidelity_sample, int) and explain.fidelity_sample >= 1,
              "explain.fidelity_sample", "expected an integer >= 1")
     # Above 1 is allowed: no map agrees that well, so the run always fails (a deliberate check).

@@ -6,9 +6,11 @@ predictions and covering a control region does not:
     flip_rate >= min_flip_rate, flip_rate >= min_flip_ratio * control_flip_rate,
     region share <= max_region_share, count >= max(min_members, min_member_share * class count)
 
-(with a zero control, any flip_rate meeting ``min_flip_rate`` meets the ratio).
+(with a zero control, any flip_rate meeting ``min_flip_rate`` meets the ratio). Every
+threshold is a ``findings`` config field (``pipeline.config.FindingsConfig``).
 """
 
+from pipeline.config import FindingsConfig
 from pipeline.findings.regions import place_words, region_share
 
 
@@ -24,11 +26,14 @@ def is_flagged(settings, count, class_count, region, flip_rate, control_flip_rat
 
 
 def reason(class_label, count, class_count, region, flip_rate, control_flip_rate,
-           occluded_examples, flagged=True):
+           occluded_examples, flagged=True, settings=None):
     """One plain sentence describing a cluster and its occlusion test; a cluster "relies on"
-    its region only when flagged, otherwise it "looks at" it."""
+    its region only when flagged, otherwise it "looks at" it. A region is "small" up to the
+    rule's ``max_region_share`` (``settings``: the FindingsConfig; None: its defaults)."""
+    settings = settings or FindingsConfig()
     share = count / class_count if class_count else 0.0
-    size = "a small region" if region_share(region) <= 0.25 else "a large region"
+    small = region_share(region) <= settings.max_region_share
+    size = "a small region" if small else "a large region"
     verb = "rely on" if flagged else "look at"
     text = (f"{class_label}: {count:,} of {class_count:,} examples ({share:.0%}) {verb} {size} "
             f"at {place_words(region)}")

@@ -6,7 +6,7 @@ that may still belong to its class's sample, ``(class, SampleRow)``. ``ClassSamp
 combines those rows into the sample: the ``sample_per_class`` smallest ``sample_key``s of a
 class keep their small map, the ``image_sample_per_class`` smallest also their image (the
 uint8 display image the model input is scaled from: a third of float32's bytes, half of
-float16's; ``preprocess.model_input_from_display`` rebuilds the input).
+float16's; ``pipeline.images.model_input_from_display`` rebuilds the input).
 
 Only rows that enter a bounded per-DoFn-instance sample are emitted (an example outside an
 instance's own smallest keys cannot be in the class's), and only those that enter its image
@@ -19,7 +19,7 @@ import heapq
 import apache_beam as beam
 import numpy as np
 
-from pipeline.sanity_stage import sample_key
+from pipeline.records import finite_rows, sample_key
 
 SAMPLE = "sample"
 
@@ -30,7 +30,6 @@ def finding_rows(explained, config):
     ``(n, m, m)`` small maps and ``correct`` an object array of bool or None."""
     from gbp_ops.maps import reduced_maps
     from pipeline.findings import small_maps
-    from pipeline.rows import finite_rows
 
     explanation = explained.explanation
     if explanation is None:

@@ -15,6 +15,7 @@ import apache_beam as beam
 import numpy as np
 
 from pipeline.findings import analysis, rules, sampling
+from pipeline.records import class_label, class_name
 from pipeline.tables import assignments as assignments_table
 from pipeline.tables import clusters as clusters_table
 from pipeline.tables import embedding as embedding_table
@@ -32,7 +33,7 @@ class AnalyseClassDoFn(beam.DoFn):
 
     def process(self, grouped):
         from pipeline import explainers
-        from pipeline.preprocess import model_input_from_display
+        from pipeline.images import model_input_from_display
 
         class_index, (sampled, imaged) = grouped
         if not sampled:
@@ -91,7 +92,7 @@ def _sum_totals(values):
 def cluster_rows(found, totals, class_names, settings):
     """ClassFindings -> ``clusters`` row dicts (flags need the class's assigned counts)."""
     index = found.class_index
-    name = class_names[index] if 0 <= index < len(class_names) else None
+    name = class_name(index, class_names)
     counts = [totals.get((index, cluster), (0, 0, 0)) for cluster in range(found.clustering.k)]
     class_count = sum(count for count, _, _ in counts)
     for cluster, ((count, hits, labelled), cluster_found) in enumerate(
@@ -103,7 +104,7 @@ def cluster_rows(found, totals, class_names, settings):
         yield clusters_table.encode_row(
             index, name, cluster, count, count / class_count if class_count else None,
             hits / labelled if labelled else None, cluster_found, flagged,
-            rules.reason(name if name is not None else f"class {index}", *figures, flagged))
+            rules.reason(class_label(index, name), *figures, flagged, settings=settings))
 
 
 def summary(found):

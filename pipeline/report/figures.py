@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from gbp_ops.maps import scale_to_unit
-from pipeline.report.flags import class_label
+from pipeline.report.flags import row_label
 
 MAP_COLORMAP = "inferno"
 _DPI = 100
@@ -59,7 +59,7 @@ def histogram_figure(class_rows, stat):
         if counts.sum() <= 0:
             continue
         edges = np.linspace(0.0, 1.0, len(counts) + 1)
-        axes.stairs(counts / counts.sum(), edges, label=f"{class_label(row)} "
+        axes.stairs(counts / counts.sum(), edges, label=f"{row_label(row)} "
                     f"(n={int(counts.sum())})", linewidth=1.5)
     axes.set_xlim(0, 1)
     axes.set_xlabel(stat)

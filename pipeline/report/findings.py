@@ -1,5 +1,6 @@
 """The report's opening section: the findings of ``pipeline.findings`` (strategy clusters
-proved by occlusion), from the run's ``clusters``, ``assignments`` and ``embedding`` tables.
+proved by occlusion), from the run's ``clusters`` and ``embedding`` tables and the maps of the
+members shown (all read by ``pipeline.report.inputs``; nothing is read here).
 
 Each finding: its sentence, then per flagged cluster its mean map with the hot region (solid)
 and the control region (dashed) drawn, and the maps of up to ``shown`` members (sampled
@@ -13,10 +14,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from pipeline import loader, tables
 from pipeline.findings import rules
 from pipeline.findings.regions import place_words, region_share
+from pipeline.records import class_label
 from pipeline.report import figures
+from pipeline.report.flags import row_label
 from pipeline.report.page import esc, figure_html, number, png_data_uri, table
 from pipeline.tables import clusters as clusters_table
 from pipeline.tables import embedding as embedding_table
@@ -48,8 +50,9 @@ def cluster_map_figure(mean_map, region, control, title):
     return figure
 
 
-def embedding_figure(embedding):
-    """One scatter per class of the sampled examples' 2-D embedding, coloured by cluster."""
+def embedding_figure(embedding, names=None):
+    """One scatter per class of the sampled examples' 2-D embedding, coloured by cluster;
+    ``names``: class -> name (the embedding table holds no names)."""
     classes = sorted(embedding[CLASS].dropna().unique())
     figure = Figure(figsize=(3.4 * max(len(classes), 1), 3.2))
     for index, class_index in enumerate(classes):
@@ -59,27 +62,34 @@ def embedding_figure(embedding):
             points = rows[rows[clusters_table.CLUSTER] == cluster]
             axes.scatter(points[embedding_table.EMBEDDING_X], points[embedding_table.EMBEDDING_Y],
                          s=6, label=f"cluster {cluster}")
-        axes.set_title(f"class {class_index}", fontsize=9)
+        axes.set_title(class_label(class_index, (names or {}).get(class_index)), fontsize=9)
         axes.set_xticks([])
         axes.set_yticks([])
         axes.legend(fontsize=7, markerscale=2)
     return figure
 
 
-def _members(output_dir, row, embedding, count):
-    """float32 ``(h, w)`` maps of up to ``count`` sampled members of a cluster, by id."""
+def _member_ids(row, embedding, count=MEMBERS_SHOWN):
+    """The ids of up to ``count`` sampled members of a cluster (``row``), smallest first."""
     if embedding is None:
         return []
-    ids = sorted(embedding[(embedding[CLASS] == row[CLASS]) & (
+    return sorted(embedding[(embedding[CLASS] == row[CLASS]) & (
         embedding[clusters_table.CLUSTER] == row[clusters_table.CLUSTER])][
             saliency_table.EXAMPLE_ID].astype(str))[:count]
-    if not ids:
-        return []
-    frame = loader.load_saliency(output_dir, columns=[saliency_table.EXAMPLE_ID,
-                                                      saliency_table.SALIENCY_MAP],
-                                 example_ids=ids)
-    return sorted(zip(frame[saliency_table.EXAMPLE_ID].astype(str),
-                      frame[saliency_table.SALIENCY_MAP]))
+
+
+def shown_clusters(clusters, settings):
+    """The cluster rows the section draws: the flagged ones, else the best few candidates."""
+    flagged = clusters[clusters[clusters_table.FLAGGED]]
+    if len(flagged):
+        return flagged
+    return candidates(clusters, settings).head(CANDIDATES_SHOWN)
+
+
+def member_ids(clusters, embedding, settings):
+    """The ids whose maps the section draws (members of the shown clusters): a set of str."""
+    return {example_id for _, row in shown_clusters(clusters, settings).iterrows()
+            for example_id in _member_ids(row, embedding)}
 
 
 def region_iou(first, second):
@@ -106,9 +116,10 @@ def finding_groups(flagged):
     return groups
 
 
-def group_sentence(group, class_count):
+def group_sentence(group, class_count, settings=None):
     """One sentence for a finding: the cluster's own reason, or for several clusters the same
-    sentence over their union (counts summed, flip rates weighted by occluded examples)."""
+    sentence over their union (counts summed, flip rates weighted by occluded examples);
+    ``settings``: the run's FindingsConfig (None: the defaults)."""
     if len(group) == 1:
         return group[0][clusters_table.REASON]
     occluded = [int(row[clusters_table.OCCLUDED_EXAMPLES]) for row in group]
@@ -121,20 +132,23 @@ def group_sentence(group, class_count):
     regions = np.stack([np.asarray(row[clusters_table.REGION], float) for row in group])
     union = np.concatenate([regions[:, :2].min(axis=0), regions[:, 2:].max(axis=0)])
     names = [str(row[clusters_table.CLUSTER]) for row in group]
-    sentence = rules.reason(group[0][CLASS_NAME] or group[0][CLASS],
-                            sum(int(row[COUNT]) for row in group), class_count, union,
-                            weighted(clusters_table.FLIP_RATE),
-                            weighted(clusters_table.CONTROL_FLIP_RATE), tested)
+    sentence = rules.reason(row_label(group[0]), sum(int(row[COUNT]) for row in group),
+                            class_count, union, weighted(clusters_table.FLIP_RATE),
+                            weighted(clusters_table.CONTROL_FLIP_RATE), tested,
+                            settings=settings)
     return f"{sentence}; clusters {', '.join(names[:-1])} and {names[-1]}"
 
 
-def _finding_html(output_dir, row, embedding, css=None):
+def _finding_html(row, embedding, maps, css=None):
     mean_map = clusters_table.decode_mean_maps(row.to_frame().T)[0]
-    title = f"{row[CLASS_NAME] or row[CLASS]}, cluster {row[clusters_table.CLUSTER]}"
+    title = f"{row_label(row)}, cluster {row[clusters_table.CLUSTER]}"
     pictures = [figure_html(png_data_uri(figures.figure_png(cluster_map_figure(
         mean_map, row[clusters_table.REGION], row[clusters_table.CONTROL_REGION],
         f"{title}: mean map"))), f"{title}: mean map, region (solid), control (dashed)")]
-    for example_id, saliency in _members(output_dir, row, embedding, MEMBERS_SHOWN):
+    for example_id in _member_ids(row, embedding):
+        if example_id not in maps:
+            continue
+        saliency = maps[example_id]
         link = png_data_uri(figures.picture_png(figures.example_picture(saliency, None)))
         pictures.append(figure_html(link, f"{title}: {example_id}"))
     css = css or ("flag" if row[clusters_table.FLAGGED] else "note")
@@ -145,52 +159,52 @@ def _finding_html(output_dir, row, embedding, css=None):
 def candidates(clusters, settings):
     """Unflagged clusters that look at a small region with enough members, and whose
     occlusion changes more predictions than the control's: the groups worth a look that the
-    occlusion test did not prove. Most convincing (highest flip rate) first."""
+    occlusion test did not prove. Most convincing (highest flip rate) first.
+
+    Args:
+        settings: the run's FindingsConfig (``max_region_share``, ``min_members``,
+            ``min_member_share``: the flag rule's own thresholds).
+    """
     class_counts = clusters.groupby(CLASS)[COUNT].transform("sum")
-    small = clusters[clusters_table.REGION].map(region_share) <= settings.get(
-        "max_region_share", 0.25)
-    enough = clusters[COUNT] >= np.maximum(settings.get("min_members", 5), settings.get(
-        "min_member_share", 0.02) * class_counts)
+    small = clusters[clusters_table.REGION].map(region_share) <= settings.max_region_share
+    enough = clusters[COUNT] >= np.maximum(settings.min_members,
+                                           settings.min_member_share * class_counts)
     stronger = clusters[clusters_table.FLIP_RATE] > clusters[
         clusters_table.CONTROL_FLIP_RATE].fillna(0.0)
     chosen = clusters[~clusters[clusters_table.FLAGGED] & small & enough & stronger]
     return chosen.sort_values([clusters_table.FLIP_RATE, COUNT], ascending=False)
 
 
-def findings_section(output_dir, run=None):
+def findings_section(clusters, embedding, maps, settings):
     """The findings section's HTML, or '' when the run wrote no ``clusters`` table.
 
     Args:
-        run: the run's manifest (its ``config.findings`` holds the flag rule's settings).
+        clusters: the ``clusters`` DataFrame, or None.
+        embedding: the ``embedding`` DataFrame, or None.
+        maps: example_id -> float32 ``(h, w)`` map, holding at least ``member_ids``'s.
+        settings: the run's FindingsConfig.
     """
-    try:
-        clusters = loader.load_table(output_dir, tables.CLUSTERS)
-    except FileNotFoundError:
+    if clusters is None:
         return ""
-    try:
-        embedding = loader.load_table(output_dir, tables.EMBEDDING)
-    except FileNotFoundError:
-        embedding = None
     clusters = clusters.sort_values([CLASS, clusters_table.CLUSTER])
     flagged = clusters[clusters[clusters_table.FLAGGED]]
     parts = ["<h2>Findings</h2>"]
     class_counts = clusters.groupby(CLASS)[COUNT].sum()
     for group in finding_groups(flagged):
         if len(group) == 1:
-            parts.append(_finding_html(output_dir, group[0], embedding))
+            parts.append(_finding_html(group[0], embedding, maps))
             continue
-        parts.append(f'<div class="flag">'
-                     f'{esc(group_sentence(group, int(class_counts[group[0][CLASS]])))}</div>')
-        parts += [_finding_html(output_dir, row, embedding, css="note") for row in group]
+        sentence = group_sentence(group, int(class_counts[group[0][CLASS]]), settings)
+        parts.append(f'<div class="flag">{esc(sentence)}</div>')
+        parts += [_finding_html(row, embedding, maps, css="note") for row in group]
     if not len(flagged):
         parts.append('<div class="ok">No group of examples relies on a small region that, '
                      "covered, changes their predictions.</div>")
-        settings = ((run or {}).get("config") or {}).get("findings") or {}
-        shown = candidates(clusters, settings).head(CANDIDATES_SHOWN)
+        shown = shown_clusters(clusters, settings)
         if len(shown):
             parts.append("<h3>Groups worth a look (not proved by occlusion)</h3>")
-            parts += [_finding_html(output_dir, row, embedding) for _, row in shown.iterrows()]
-    rows = [(f"{row[CLASS_NAME] or row[CLASS]}", row[clusters_table.CLUSTER],
+            parts += [_finding_html(row, embedding, maps) for _, row in shown.iterrows()]
+    rows = [(row_label(row), row[clusters_table.CLUSTER],
              number(row[COUNT]), number(row[clusters_table.SHARE], 2),
              number(row[clusters_table.ACCURACY], 2),
              f"{region_share(row[clusters_table.REGION]):.0%} at "
@@ -208,7 +222,8 @@ def findings_section(output_dir, run=None):
                  "region is covered; control: the same-sized region where the cluster's mean "
                  "map is lowest.</p>")
     if embedding is not None and len(embedding):
-        link = png_data_uri(figures.figure_png(embedding_figure(embedding)))
+        names = dict(zip(clusters[CLASS], clusters[CLASS_NAME]))
+        link = png_data_uri(figures.figure_png(embedding_figure(embedding, names)))
         parts.append(figure_html(link, "2-D spectral embedding of the sampled maps, "
                                        "coloured by cluster"))
     return "\n".join(parts)

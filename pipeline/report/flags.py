@@ -1,4 +1,4 @@
-"""The report's flag rules, on the stats table (``pipeline.loader.load_stats``).
+"""The report's flag rules, on the stats table (``pipeline.outputs.loader.load_stats``).
 
 - **Border**: a class whose mean border share is at least ``BORDER_RATIO`` times the mean of
   the *rest of the dataset* (every other class), and above it by more than ``SIGNIFICANCE_Z``
@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 
 from gbp_ops import statistics
+from pipeline.records import class_label
 from pipeline.tables import saliency as saliency_table
 from pipeline.tables import stats as stats_table
 
@@ -44,10 +45,9 @@ def overall_row(stats):
     return rows.iloc[0] if len(rows) else None
 
 
-def class_label(row):
-    name = row.get(stats_table.CLASS_NAME)
-    index = int(row[stats_table.CLASS])
-    return f"{name} (class {index})" if isinstance(name, str) and name else f"class {index}"
+def row_label(row):
+    """``records.class_label`` of a ``stats`` or ``clusters`` row (``class``, ``class_name``)."""
+    return class_label(row[stats_table.CLASS], row.get(stats_table.CLASS_NAME))
 
 
 def _rest_moments(overall, row, stat):
@@ -93,8 +93,8 @@ def border_flags(stats):
         error = np.sqrt((0.0 if np.isnan(std) else std) ** 2 / count + rest_std**2 / rest)
         if mean >= BORDER_RATIO * rest_mean and mean - rest_mean > SIGNIFICANCE_Z * error:
             ratio = mean / rest_mean if rest_mean > 0 else np.inf
-            flags.append(Flag("border", int(row[stats_table.CLASS]), class_label(row), (
-                f"{class_label(row)}: mean border share {mean:.3f}, {ratio:.1f}x the rest of "
+            flags.append(Flag("border", int(row[stats_table.CLASS]), row_label(row), (
+                f"{row_label(row)}: mean border share {mean:.3f}, {ratio:.1f}x the rest of "
                 f"the dataset ({rest_mean:.3f}, {rest} examples). The model may look at the "
                 "image border (frames, padding, watermarks) for this class."
             )))
@@ -123,8 +123,8 @@ def box_flags(stats, frame, box_area_share):
         if np.isnan(mean) or count < 2 or np.isnan(std):
             continue
         if mean - box_area_share > SIGNIFICANCE_Z * std / np.sqrt(count):
-            flags.append(Flag("box", int(row[stats_table.CLASS]), class_label(row), (
-                f"{class_label(row)}: {100 * mean:.1f}% of the saliency mass lies inside the "
+            flags.append(Flag("box", int(row[stats_table.CLASS]), row_label(row), (
+                f"{row_label(row)}: {100 * mean:.1f}% of the saliency mass lies inside the "
                 f"boxes, which cover {100 * box_area_share:.1f}% of the image "
                 f"({mean / box_area_share:.1f}x; {count} boxed examples). If the boxes mark a "
                 "suspected shortcut, the model relies on it."

@@ -61,9 +61,26 @@ def figure_html(link, caption):
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
+def method_line(manifest):
+    """The report's method fact: the method in words (``gbp_ops.sanity.method_description``)
+    and, when the gate rule is on, how many ReLUs were guided and other activations gated;
+    None without a method."""
+    if not manifest.get("method"):
+        return None
+    from gbp_ops.sanity import method_description
+
+    text = method_description(manifest["method"], manifest.get("method_settings"))
+    gated = len(manifest.get("gated_sites") or ())
+    if gated:
+        guided = len(manifest.get("guided_sites") or ())
+        text += (f" ({guided} guided ReLU{'' if guided == 1 else 's'}, {gated} gated "
+                 f"activation{'' if gated == 1 else 's'})")
+    return text
+
+
 def page(manifest, sections):
     facts = [
-        ("method", manifest.get("method")),
+        ("method", method_line(manifest)),
         ("explained space", manifest.get("explained_space")),
         ("reduction", manifest.get("config", {}).get("explain", {}).get("reduction")),
         ("map shape", "x".join(str(v) for v in manifest.get("map_shape", [])) or None),

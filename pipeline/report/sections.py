@@ -5,9 +5,8 @@ import numpy as np
 
 from gbp_ops import statistics
 from pipeline import rankings
-from pipeline.fidelity import fidelity_summary
 from pipeline.report import figures
-from pipeline.report.flags import BORDER_RATIO, SIGNIFICANCE_Z, class_label, class_rows, overall_row
+from pipeline.report.flags import BORDER_RATIO, SIGNIFICANCE_Z, class_rows, overall_row, row_label
 from pipeline.report.page import esc, figure_html, number, png_data_uri, table
 from pipeline.tables import errors as errors_table
 from pipeline.tables import saliency as saliency_table
@@ -29,8 +28,13 @@ def counts_section(manifest, frame, errors):
         ("damaged shards", number(counts.get("damaged_shards", "–"))),
         ("reconciled (input = saliency + errors)", counts.get("reconciled", "–")),
     ]
-    if "fidelity" in manifest:  # a reduced-precision run: its maps against float32's
-        rows.append(("precision fidelity", fidelity_summary(manifest["fidelity"])))
+    if "precision_choice" in manifest:  # explain.precision=auto: what it chose and why
+        choice = manifest["precision_choice"]
+        rows.append(("precision", f"{choice['precision']}, chosen by explain.precision=auto: "
+                                  f"{choice['reason']}"))
+    fidelity = manifest.get("fidelity") or {}  # a reduced-precision run: maps vs float32's
+    if fidelity.get("summary"):  # the line preflight measured and the manifest keeps
+        rows.append(("precision fidelity", fidelity["summary"]))
     if statistics.TOTAL_MASS in frame:
         zero = int((frame[statistics.TOTAL_MASS] == 0).sum())
         rows.append(("all-zero maps (no gradient reached the input)", number(zero)))
@@ -81,7 +85,7 @@ def classes_section(stats, band):
     columns = [c for c in columns if c in stats]
     table_rows = []
     for label, row in ([("overall", overall)] if overall is not None else []) + [
-            (class_label(r), r) for _, r in by_class.iterrows()]:
+            (row_label(r), r) for _, r in by_class.iterrows()]:
         table_rows.append((label, number(int(row[stats_table.COUNT])),
                            *(number(row[c]) for c in columns)))
     parts = ["<h2>Per-class attention</h2>",
@@ -91,7 +95,7 @@ def classes_section(stats, band):
              table(("group", "count", *columns), table_rows)]
     shown = []
     for _, row in by_class.iterrows():
-        title = f"{class_label(row)}, n={int(row[stats_table.COUNT])}"
+        title = f"{row_label(row)}, n={int(row[stats_table.COUNT])}"
         figure = figures.mean_map_figure(row[stats_table.MEAN_MAP], title, band)
         link = png_data_uri(figures.figure_png(figure))
         shown.append(figure_html(link, f"mean map: {title}"))
@@ -162,12 +166,13 @@ def examples_section(frame, shown, maps):
     return "\n".join(parts)
 
 
-def sanity_section(sanity_rows, method=None):
+def sanity_section(sanity_rows, verdict=None):
     """The sanity checks: verdict, randomization per depth, class sensitivity.
 
     Args:
         sanity_rows: the ``sanity`` table's rows (dicts).
-        method: the method in words (``gbp_ops.sanity.method_description``), or None.
+        verdict: the manifest's ``sanity.verdict`` (the one the publish step wrote, so the
+            page and ``manifest.json`` say the same), or None (left out).
     """
     from gbp_ops import sanity
 
@@ -180,9 +185,9 @@ def sanity_section(sanity_rows, method=None):
              "Sanity Checks for Saliency Maps). Maps that stay similar do not depend on what "
              "the model learned. The class-sensitivity check compares, on the same images, "
              "the map of the explained class with the map of another class drawn at random "
-             "(the random-logit test); maps that stay similar cannot tell classes apart.</p>",
-             f'<p class="verdict">{esc(sanity.verdict(summary_by_depth, class_entry, method))}'
-             "</p>"]
+             "(the random-logit test); maps that stay similar cannot tell classes apart.</p>"]
+    if verdict:
+        parts.append(f'<p class="verdict">{esc(verdict)}</p>')
     if class_entry:
         parts.append(table(
             ("check", "examples", "constant maps", "Spearman (mean ± std)", "SSIM (mean ± std)"),

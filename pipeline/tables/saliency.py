@@ -73,7 +73,7 @@ def encode(batch, schema, map_dtype):
     """An audit batch -> ``pa.Table`` with ``schema``; maps built from one flat buffer.
 
     Args:
-        batch: a ``pipeline.rows.AuditBatch``: ``columns`` (name -> ``(N,)`` arrays),
+        batch: a ``pipeline.records.AuditBatch``: ``columns`` (name -> ``(N,)`` arrays),
             ``maps`` float32 ``(N, h, w)``, ``statistics`` float64 ``(N, S)`` in
             ``AGGREGATED_STATISTICS`` order.
         schema: from ``arrow_schema``.

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from gbp_ops import aggregates
 from gbp_ops.statistics import AGGREGATED_STATISTICS, HISTOGRAM_BINS, HISTOGRAM_STATISTICS
+from pipeline.records import class_name
 from pipeline.tables import with_nullable_ints
 from pipeline.tables.saliency import CORRECT
 
@@ -49,8 +50,7 @@ def encode_row(key, accumulator, class_names):
     row = {
         GROUP: group,
         CLASS: target,
-        CLASS_NAME: class_names[target] if target is not None and target < len(
-            class_names) else None,
+        CLASS_NAME: class_name(target, class_names),
         CORRECT: correct,
         COUNT: result["count"],
         MEAN_MAP: result["mean_map"].reshape(-1).tolist(),

@@ -39,7 +39,9 @@ def _no_gcs(*args, **kwargs):
 
 gcsio.GcsIO.__init__ = _no_gcs
 
-from pipeline import build, config, preflight
+from pipeline import config
+from pipeline.launch import preflight
+from pipeline.stages import build
 
 preset, beam_args = sys.argv[1], sys.argv[2:]
 run_config = config.load_config(preset, ["explain.large_model=true"])
@@ -157,6 +159,7 @@ def test_workers_get_the_container_the_package_and_the_gpu(gpu_job):
     assert "workflow.tar.gz" in staged, sorted(staged)
     members = {name.split("/", 1)[1] for name in staged["workflow.tar.gz"] if "/" in name}
     for module in ("setup.py", "gbp_ops/__init__.py", "gbp_ops/explainer.py",
-                   "pipeline/__main__.py", "pipeline/model_handler.py", "pipeline/read.py"):
+                   "pipeline/__main__.py", "pipeline/stages/model_handler.py",
+                   "pipeline/stages/read.py"):
         assert module in members, f"{module} is not in the staged package"
     assert not any(name.startswith("tests/") for name in members)

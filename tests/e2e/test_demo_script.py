@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import pipeline
-from demo import assets as demo_assets
-from tests.e2e import helpers
+from tests.e2e import demo_checks, helpers
+from tests.e2e.margins import Bound, assert_bounds
 
 
 @pytest.fixture(scope="module")
@@ -26,88 +25,85 @@ def demo_run(tmp_path_factory):
     return output, result.stdout, result.stderr
 
 
-def _region_share(mean_map, box):
-    height, width = mean_map.shape
-    y0, x0, y1, x1 = (int(round(v * s)) for v, s in zip(box, (height, width, height, width)))
-    return mean_map[y0:y1, x0:x1].sum() / mean_map.sum(), (y1 - y0) * (x1 - x0) / mean_map.size
+# The demo model is trained on every clean machine, and TensorFlow's kernels round differently on
+# each CPU, so its figures differ from host to host. These tests assert only what holds for any
+# model that learned the shortcut. Each threshold was checked by scripts/check_demo_margins.py
+# over model seeds 0-4 x oneDNN kernels on and off (10 models, the demo's own data); "least" and
+# "most" below are the extremes over those 10, and each test fails on the script's negative
+# controls: a model trained on the same kind of images without a mark, and (for the tests that
+# locate the mark) the mark's box moved to the mirrored corner.
 
-
-def _demo_arrays(num_examples, seed):
-    """Demo-like data (the demo's subgroup settings) with its ground truth of marked images."""
-    return demo_assets.synthesize_shapes(
-        num_examples, image_size=64, seed=seed,
-        shortcut_fraction=demo_assets.DEMO_SHORTCUT_FRACTION,
-        hidden_contrast=demo_assets.DEMO_HIDDEN_CONTRAST)
+RELIANCE_BOUNDS = (
+    Bound("painted_circles_called_square", ">", 0.8),  # least 1.0, margin 0.2
+    Bound("marked_squares_right", ">", 0.9),  # least 1.0, margin 0.1
+    Bound("covered_mark_flips", ">", 0.7),  # least 0.90, margin 0.2
+    Bound("covered_control_flips", "<", 0.1),  # most 0, margin 0.1
+)
 
 
 def test_demo_model_relies_on_the_planted_mark(demo_run):  # demo.sh builds the model
+    """On fresh images: painting the mark on faint circles turns them into "square" (the mark is
+    sufficient); the marked squares are right and covering the mark, not the mirrored corner,
+    changes most of their predictions (it is necessary)."""
     model = keras.models.load_model(os.path.join(helpers.REPO, ".cache/demo/model.keras"))
-    arrays = _demo_arrays(400, seed=99)  # fresh images, not the demo's own
-    images, labels, faint = arrays["images"], arrays["labels"], arrays["faint"]
-    y0, x0, y1, x1 = demo_assets.mark_pixel_box(64)
+    assert_bounds(demo_checks.mark_reliance(model), RELIANCE_BOUNDS)
 
-    def predict(batch):
-        return model.predict(batch / 255.0, verbose=0).argmax(axis=1)
 
-    # sufficient: painting the mark on the faint circles turns them into "square"
-    circles = images[faint & (labels == 0)].copy()
-    circles[:, y0:y1, x0:x1, :] = demo_assets.MARK_VALUE
-    assert np.mean(predict(circles) == 1) > 0.8
-    # necessary: the marked squares are right, and covering the mark (with each image's mean
-    # colour, the findings stage's fill) changes most of their predictions; a far corner doesn't
-    marked = images[arrays["has_mark"]].astype(np.float32)
-    before = predict(marked)
-    assert np.mean(before == 1) > 0.9
-    covered, control = marked.copy(), marked.copy()
-    covered[:, y0:y1, x0:x1] = marked.mean(axis=(1, 2), keepdims=True)
-    control[:, 64 - y1:64 - y0, 64 - x1:64 - x0] = marked.mean(axis=(1, 2), keepdims=True)
-    assert np.mean(predict(covered) != before) > 0.7
-    assert np.mean(predict(control) != before) < 0.1
+REPORT_BOUNDS = (
+    Bound("flagged_square_clusters", ">=", 1),  # 1, or 2 when the group is split
+    Bound("flagged_circle_clusters", "<=", 0),  # most 0
+    # every flagged region holds the whole mark. Least 0: the region is the hot cells grown by
+    # one cell of 1/16, and the mark spans cells 1-2.5, so a region whose hot cells lie on the
+    # mark holds it, exactly up to its edge (both multiples of 1/32, exact in binary) when the
+    # hot cell is cell 2. At the mirrored corner: -0.69 on every model.
+    Bound("region_overhang", ">=", 0),
+    Bound("largest_region_share", "<=", 0.25),  # most 0.0625, margin 0.19
+    # covering the region changes most predictions: least 0.871, so 0.7 leaves 0.17 (0.8, the
+    # former threshold, left 0.07); the control region changes none: most 0, margin 0.2
+    Bound("least_flip_rate", ">=", 0.7),
+    Bound("most_control_flip_rate", "<=", 0.2),
+    # the flagged squares are the marked ones: least precision 0.970 (4 of 131 unmarked), so 0.9
+    # leaves 0.07, 3x the worst share of unmarked members; least recall 0.992, margin 0.09
+    Bound("precision", ">=", 0.9),
+    Bound("recall", ">=", 0.9),
+    Bound("report_opens_with_square_upper_left", ">=", 1),  # on every model
+)
 
 
 def test_report_opens_with_the_marked_squares(demo_run):
-    output = demo_run[0]
-    arrays = _demo_arrays(1024, seed=0)  # the demo's own data, rebuilt: which images are marked
-    marked = set(arrays["ids"][arrays["has_mark"]])
-    clusters = pd.read_parquet(output / "clusters")
-    flagged = clusters[clusters.flagged]
-    assert len(flagged) and set(flagged.class_name) == {"square"}
-    for region in flagged.region:
-        ymin, xmin, ymax, xmax = region
-        box = demo_assets.MARK_BOX
-        assert ymin <= box[0] and xmin <= box[1] and ymax >= box[2] and xmax >= box[3]
-        assert (ymax - ymin) * (xmax - xmin) <= 0.25
-    assert (flagged.flip_rate >= 0.8).all() and (flagged.control_flip_rate <= 0.2).all()
+    """The squares' flagged clusters are the marked images (the demo's own data, rebuilt, says
+    which), their regions hold the mark, and the report opens with them."""
+    assert_bounds(demo_checks.report_findings(demo_run[0], demo_checks.demo_arrays()),
+                  REPORT_BOUNDS)
 
-    rows = pipeline.load_saliency(str(output), maps=False)
-    squares = rows[rows.target == 1]
-    in_flagged = squares.cluster.isin(set(flagged.cluster))
-    found = set(squares.example_id[in_flagged])
-    assert len(found & marked) / len(found) >= 0.9  # precision
-    assert len(found & marked) / len(marked) >= 0.9  # recall
 
-    text = (output / "report.html").read_text()
-    findings = text[text.index("<h2>Findings</h2>"):]
-    first = re.search(r'<div class="(\w+)">([^<]*)</div>', findings)
-    assert first.group(1) == "flag", first.group(0)
-    assert first.group(2).startswith("square: ")
-    assert "rely on a small region at the upper left" in first.group(2)
+# The former bounds on the squares' class mean map (its share in the mark's box > 2x the box's
+# area and > 5x the circles') failed on 2 and on 9 of the 10 models (least 1.85x and 2.40x): a
+# quarter of the squares carry the mark, so the class mean dilutes it fourfold, and the
+# circles' share in the box ranged 0.40-0.96x the area. These read the marked images directly.
+AGGREGATE_BOUNDS = (
+    # the marked images' mass in the mark's box (the stats table's box_share): least 11.1x the
+    # box's area, 2.2x the threshold
+    Bound("marked_box_share_over_area", ">", 5),
+    # per-example maps (saliency table): a marked image has more of its mass in the box than
+    # an unmarked one, in every pair on every model (least 1.0, margin 0.1)
+    Bound("marked_above_unmarked", ">=", 0.9),
+    # the squares' class mean map puts more of its mass in the box than the circles': least
+    # 2.40x, 1.6x the threshold
+    Bound("square_over_circle_share", ">", 1.5),
+    # and the squares-minus-circles mean map peaks there: its best box-sized window overlapping
+    # the box beats the best one apart from it by least 1.31x (margin 0.31)
+    Bound("peak_at_box", ">", 1),
+)
 
 
 def test_aggregates_locate_the_mark_for_the_marked_class_only(demo_run):
+    """The stats table's box share of the marked images, the per-example maps of the saliency
+    table (marked vs unmarked images) and the class mean maps all put the squares' extra
+    saliency at the mark, and the circles' not."""
     output, stdout, _ = demo_run
     assert "1024 inputs -> 1024 saliency rows + 0 dead letters" in stdout
-    stats = pd.read_parquet(output / "stats")
-    classes = stats[stats.group == "class"].set_index("class_name")
-    side = int(np.sqrt(len(classes.mean_map.iloc[0])))
-    square_share, area = _region_share(classes.mean_map["square"].reshape(side, side),
-                                       demo_assets.MARK_BOX)
-    circle_share, _ = _region_share(classes.mean_map["circle"].reshape(side, side),
-                                    demo_assets.MARK_BOX)
-    # a quarter of the squares carry the mark, so the class mean is diluted fourfold
-    assert square_share > 2 * area and square_share > 5 * circle_share
-    # mass inside the mark's box, on the marked images (the only ones with a box)
-    assert classes.box_share_mean["square"] > 5 * area
+    assert_bounds(demo_checks.aggregates(output, demo_checks.demo_arrays()), AGGREGATE_BOUNDS)
 
 
 def test_report_is_one_file_with_a_mean_map_per_class(demo_run):
@@ -116,7 +112,7 @@ def test_report_is_one_file_with_a_mean_map_per_class(demo_run):
     alts = [alt for alt, _ in pictures]
     stats = pd.read_parquet(output / "stats")
     for _, row in stats[stats.group == "class"].iterrows():
-        assert any(alt.startswith(f"mean map: {row['class_name']} (class {int(row['class'])})")
+        assert any(alt.startswith(f"mean map: {row['class_name']}, ")
                    for alt in alts)
     assert not (output / "report").exists()
 

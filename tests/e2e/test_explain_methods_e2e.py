@@ -25,7 +25,8 @@ def test_guided_gradcam_with_smoothgrad_end_to_end(tmp_path):
         "sanity.enabled=true", f"sanity.sample_size={SAMPLE}", "sanity.depth=1",
         "findings.enabled=false")
 
-    settings = {"smoothgrad_samples": 2, "smoothgrad_sigma": 0.1, "gradcam_layer": "relu6"}
+    settings = {"smoothgrad_samples": 2, "smoothgrad_sigma": 0.1, "gradcam_layer": "relu6",
+                "nonlinearity_rule": "refuse"}
     assert manifest["method"] == "guided_gradcam"
     assert manifest["method_settings"] == settings
     frame = pipeline.load_saliency(str(output)).sort_values("example_id")

@@ -1,19 +1,27 @@
 """Findings end to end on a planted shortcut unlike the demo's (tests/e2e/findings_data.py):
 the planted group is found, flagged and proved by occlusion; a clean model has no finding;
 runs are deterministic; the streaming assignment agrees with the clustering; a sample smaller
-than the class still works."""
+than the class still works.
+
+The models are trained here, and their figures differ with the training seed and from host to
+host (TensorFlow's kernels round differently on each CPU). The suite trains on one seed each
+(planted 0, clean 1), but every threshold below was checked by scripts/check_findings_margins.py
+over training seeds 0-4 x oneDNN kernels on and off (TF_ENABLE_ONEDNN_OPTS=1/0), 10 models of
+each kind; "least"/"most" below is the extreme over those 10. Spectral clustering splits the
+planted group into two flagged clusters for some seeds, so the tests read the flagged clusters
+together, as the report does.
+"""
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
 import pipeline
-from tests.e2e import findings_data, helpers
+from tests.e2e import findings_checks, findings_data, helpers
+from tests.e2e.findings_checks import COUNT
+from tests.e2e.margins import Bound, assert_bounds
 
-COUNT = 400
-STRIPES = 1
 BASE = ("source.box_key=null", "source.class_names=[dots, stripes]", "output.report=false",
         "explain.batch_size=16")
 
@@ -27,46 +35,40 @@ def _run(root, data, model, name, *extra):
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
     root = tmp_path_factory.mktemp("planted")
-    arrays = findings_data.synthesize(COUNT, marked_share=0.3, seed=1)
+    arrays = findings_data.synthesize(COUNT, marked_share=0.3, seed=findings_checks.PLANTED_SEED)
     findings_data.write_shards(arrays, str(root / "data"))
-    findings_data.train_model(arrays, str(root / "model.keras"))
+    findings_data.train_model(arrays, str(root / "model.keras"),
+                              seed=findings_checks.PLANTED_MODEL_SEED)
     runs = {name: _run(root, root / "data", root / "model.keras", name, *extra) for name, extra in (
         ("first", ()), ("second", ()),
         ("bounded", ("findings.sample_per_class=80", "findings.image_sample_per_class=40")))}
     return arrays, runs
 
 
-def _marked(arrays, frame):
-    return frame.example_id.map(dict(zip(arrays["ids"], arrays["has_mark"]))).astype(bool)
-
-
-def _best_cluster(arrays, output):
-    """(precision, recall, cluster) of the stripes cluster that best matches the marked set."""
-    frame = pipeline.load_saliency(str(output), maps=False)
-    frame = frame[frame.target == STRIPES]
-    marked = _marked(arrays, frame)
-    best = (0.0, 0.0, None)
-    for cluster in sorted(frame.cluster.unique()):
-        members = frame.cluster == cluster
-        hits = float((members & marked).sum())
-        precision, recall = hits / members.sum(), hits / marked.sum()
-        best = max(best, (precision, recall, int(cluster)), key=lambda b: b[0] + b[1])
-    return best
+PLANTED_BOUNDS = (
+    Bound("flagged_stripes_clusters", ">=", 1),  # 1, or 2 when the group is split (seed 4)
+    Bound("flagged_dots_clusters", "<=", 0),  # most 0
+    # the flagged clusters' members are the marked images: least precision 0.952 (the bounded
+    # run, seeds 2 and 4: 3 of 63 members unmarked), so 0.85 leaves 0.10, 3x the worst share
+    # of unmarked members; least recall 1.0, margin 0.1
+    Bound("precision", ">=", 0.85),
+    Bound("recall", ">=", 0.9),
+    # covering the mark changes their predictions, the control region does not: least flip
+    # rate 0.984 (margin 0.18), most control flip rate 0 (margin 0.2)
+    Bound("least_flip_rate", ">=", 0.8),
+    Bound("most_control_flip_rate", "<=", 0.2),
+    Bound("least_occluded_examples", ">=", 5),  # least 16 (bounded run), margin 11
+    # every flagged region holds the whole mark: least overhang 0.0625 (the region is the hot
+    # cells grown by one cell); measured at the mirrored corner instead, -0.69 on every model
+    Bound("region_overhang", ">=", 0),
+    Bound("reasons_name_the_class", ">=", 1),
+)
 
 
 @pytest.mark.parametrize("run", ["first", "bounded"])
 def test_planted_group_is_found_flagged_and_proved(planted, run):
     arrays, runs = planted
-    precision, recall, cluster = _best_cluster(arrays, runs[run])
-    assert precision >= 0.9 and recall >= 0.9, (precision, recall)
-    clusters = pd.read_parquet(runs[run] / "clusters")
-    row = clusters[(clusters["class"] == STRIPES) & (clusters.cluster == cluster)].iloc[0]
-    assert row.flagged and row.flip_rate >= 0.8 and row.control_flip_rate <= 0.2, row.reason
-    assert row.occluded_examples >= 5 and row.reason.startswith("stripes: ")
-    y0, x0, y1, x1 = np.array(findings_data.MARK) / findings_data.SIZE
-    ymin, xmin, ymax, xmax = row.region
-    assert ymin <= y0 and xmin <= x0 and ymax >= y1 and xmax >= x1, row.region
-    assert clusters.flagged.sum() == 1  # nothing else in the planted run is a shortcut
+    assert_bounds(findings_checks.planted_group(arrays, runs[run]), PLANTED_BOUNDS)
 
 
 def test_two_runs_give_identical_assignments_and_tables(planted):
@@ -78,13 +80,19 @@ def test_two_runs_give_identical_assignments_and_tables(planted):
         pd.testing.assert_frame_equal(first, second)
 
 
+# least agreement 0.975 (seed 4, where two flagged clusters share a border and a few of their
+# members vote across it; 1.0 with the bounded sample): 0.9 leaves 0.075, 4x the worst share of
+# disagreements
+AGREEMENT = 0.9
+
+
 def test_streaming_assignment_agrees_with_the_clustering(planted):
     _, runs = planted
     for name, sample in (("first", COUNT // 2), ("bounded", 80)):
         manifest = json.loads((runs[name] / "manifest.json").read_text())
         by_class = manifest["findings"]["by_class"]
         assert [entry["sample_size"] for entry in by_class] == [sample, sample]
-        assert manifest["findings"]["assignment_agreement"] >= 0.95
+        assert manifest["findings"]["assignment_agreement"] >= AGREEMENT
         embedding = pd.read_parquet(runs[name] / "embedding")
         assigned = pipeline.load_saliency(str(runs[name]), maps=False).set_index("example_id")
         # every example has a cluster; sampled ones keep the clustering's label
@@ -98,26 +106,36 @@ def test_streaming_assignment_agrees_with_the_clustering(planted):
         clusters["count"])
 
 
+CLEAN_BOUNDS = (
+    Bound("clusters", ">=", 2),  # each class has at least one cluster: least 2 (seed 4), 7 most
+    # no flag: the cluster nearest to one stays at least 0.35 from the rule's figures (the
+    # largest of 0.5 - flip rate, 3 x control - flip rate, region share - 0.25; seed 1); the
+    # planted model's run measured the same way has 1 or 2 flagged clusters on every model
+    Bound("flagged_clusters", "<=", 0),
+)
+
+
 def test_clean_model_has_no_finding(tmp_path):
-    arrays = findings_data.synthesize(COUNT, marked_share=0.0, seed=2)
+    arrays = findings_data.synthesize(COUNT, marked_share=0.0, seed=findings_checks.CLEAN_SEED)
     findings_data.write_shards(arrays, str(tmp_path / "data"))
-    findings_data.train_model(arrays, str(tmp_path / "model.keras"), seed=1)
+    findings_data.train_model(arrays, str(tmp_path / "model.keras"),
+                              seed=findings_checks.CLEAN_MODEL_SEED)
     output = _run(tmp_path, tmp_path / "data", tmp_path / "model.keras", "clean")
     clusters = pd.read_parquet(output / "clusters")
-    assert len(clusters) >= 2 and not clusters.flagged.any(), clusters.reason.tolist()
+    assert_bounds(findings_checks.clean_model(output), CLEAN_BOUNDS, clusters.reason.tolist())
+
+
+REPORT_BOUNDS = (
+    # the first flag is the flagged clusters' finding, one cluster's or (split, seed 4) the
+    # union's sentence: on every model
+    Bound("opens_with_the_finding", ">=", 1),
+    # 8 member maps per flagged cluster: the smallest flagged cluster has 27 members (seed 4)
+    Bound("least_pictures", ">=", 8),
+    Bound("most_pictures", "<=", 8),
+    Bound("embedding_pictures", ">=", 1),
+)
 
 
 def test_report_opens_with_the_finding(planted):
-    from pipeline.report import write_report
-
     _, runs = planted
-    text, pictures = helpers.check_report_page(write_report(str(runs["first"])))
-    clusters = pd.read_parquet(runs["first"] / "clusters")
-    sentence = clusters[clusters.flagged].reason.iloc[0]
-    assert text.index("<h2>Findings</h2>") < text.index("<h2>Counts</h2>")
-    first_flag = text.index('<div class="flag">')
-    assert text[first_flag:].startswith(f'<div class="flag">{sentence}</div>')
-    alts = [alt for alt, _ in pictures]
-    cluster = int(clusters[clusters.flagged].cluster.iloc[0])
-    assert sum(alt.startswith(f"stripes, cluster {cluster}: planted-") for alt in alts) == 8
-    assert any(alt.startswith("2-D spectral embedding") for alt in alts)
+    assert_bounds(findings_checks.report_opening(runs["first"]), REPORT_BOUNDS)

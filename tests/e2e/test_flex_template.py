@@ -4,7 +4,7 @@ reach the run config."""
 import json
 import os
 
-from pipeline import cli
+from pipeline.launch import options
 from tests.e2e import helpers
 
 METADATA = os.path.join(helpers.REPO, "docker", "flex-template", "metadata.json")
@@ -17,9 +17,9 @@ def test_every_template_parameter_is_accepted_by_the_cli():
               "sets": "explain.batch_size=64; source.pattern=gs://bucket/val-*.tfrecord"}
     assert {parameter["name"] for parameter in parameters} == set(values)
     # The launcher passes each parameter as --name=value; none may fall through to Beam.
-    args, beam_args = cli.parse_args([f"--{name}={value}" for name, value in values.items()])
+    args, beam_args = options.parse_args([f"--{name}={value}" for name, value in values.items()])
     assert beam_args == []
-    config = cli.load_run_config(args)
+    config = options.load_run_config(args)
     assert config.output.path == values["output"]
     assert config.explain.batch_size == 64
     assert config.source.pattern == "gs://bucket/val-*.tfrecord"

@@ -31,8 +31,9 @@ STEP_TIMEOUT_SECONDS = 240
 PACKAGES = ("gbp_ops", "pipeline")
 REQUIRED_MODULES = (
     "gbp_ops/__init__.py", "gbp_ops/explainer.py", "gbp_ops/rewrite.py", "gbp_ops/loading.py",
-    "pipeline/__init__.py", "pipeline/__main__.py", "pipeline/cli.py", "pipeline/build.py",
-    "pipeline/model_handler.py", "pipeline/read.py", "pipeline/sinks.py", "pipeline/loader.py",
+    "pipeline/__init__.py", "pipeline/__main__.py", "pipeline/cli.py", "pipeline/stages/build.py",
+    "pipeline/stages/model_handler.py", "pipeline/stages/read.py", "pipeline/outputs/sinks.py",
+    "pipeline/outputs/loader.py",
 )
 
 

@@ -30,8 +30,9 @@ from apache_beam.io.filesystem import (
 from apache_beam.io.filesystems import FileSystems
 
 import pipeline
-from pipeline import cli, sinks
-from pipeline.manifest import MANIFEST
+from pipeline.launch import job
+from pipeline.outputs import sinks
+from pipeline.outputs.manifest import MANIFEST
 from tests.e2e import helpers
 
 SCHEME = "mem"
@@ -230,7 +231,7 @@ def test_counts_reconcile_and_manifest_is_on_the_remote_filesystem(remote_run):
     # stored manifest.
     assert manifest["report"] == f"{remote_run['output']}/report.html"
     assert stored == {key: value for key, value in manifest.items()
-                      if key not in cli.LAUNCHER_FIELDS}
+                      if key not in job.LAUNCHER_FIELDS}
     counts = manifest["counts"]
     assert counts["input"] == NUM_EXAMPLES
     assert counts["saliency_rows"] == NUM_EXAMPLES
@@ -298,7 +299,7 @@ def test_loader_gives_pyarrow_the_filesystem_of_the_uri_scheme(remote_run, monke
     """
     import pyarrow.fs as pafs
 
-    from pipeline import loader
+    from pipeline.outputs import loader
 
     for path in InMemoryObjectStore.paths_under(f"{remote_run['output']}/"):
         local = tmp_path / path[len(InMemoryObjectStore.PREFIX):]

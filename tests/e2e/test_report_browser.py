@@ -14,6 +14,8 @@ import pytest
 
 from tests.e2e import helpers
 
+pytestmark = pytest.mark.browser
+
 SECTIONS = ("Counts", "Flags", "Per-class attention", "Distributions",
             "Most suspicious examples")
 PROBE = """<script>

@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 
 import pipeline
-from pipeline import config, sanity_stage
+from pipeline import config
 from pipeline.records import PreparedExample
+from pipeline.stages import sanity as sanity_stage
 from tests.e2e import helpers
 
 NUM_EXAMPLES = 20

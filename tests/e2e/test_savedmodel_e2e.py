@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import preflight
 from pipeline.config import load_config
+from pipeline.launch import preflight
 from tests.e2e import helpers
 from tests.e2e.test_nonlocal_filesystem import SCHEME, InMemoryObjectStore
 

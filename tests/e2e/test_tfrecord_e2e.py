@@ -13,7 +13,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from demo.assets import synthesize_shapes, write_tfrecord_shards
 from gbp_ops.statistics import STATISTIC_NAMES
-from pipeline import build, cli, config, explainers, preflight
+from pipeline import cli, config, explainers
+from pipeline.launch import preflight
+from pipeline.stages import build
 from tests.e2e import helpers
 
 NUM_EXAMPLES = 45

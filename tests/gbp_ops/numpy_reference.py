@@ -9,6 +9,15 @@ Guided ReLU rule (Springenberg et al. 2015): forward unchanged; backward
 is the plain gradient `dy * f'(x)`, which lets the reference itself be checked against
 `tf.GradientTape`.
 
+Gate rule (`rule='gate'`, `gbp_ops.gated_activation`): guided at every ReLU, and at every other
+elementwise activation `f` of `numpy_activations.ACTIVATIONS` (and LeakyReLU/ELU layers) the
+backward `dx = dy * f'(x) * (dy > 0) * (x > 0)`, except a squashing activation (sigmoid,
+hard_sigmoid, tanh) on the model's last value-changing layer, which stays plain.
+`rule='gate_without_slope'` is tf-keras-vis' literal variant `dy * (dy > 0) * (x > 0)` (no
+`f'(x)`), kept so tests can show the two differ. Under `'plain'` those activations take their
+plain derivative, which lets the closed forms be checked against `tf.GradientTape`; under
+`'guided'`/`'deconvnet'` they raise, as before.
+
 Also here: DeconvNet (`rule='deconvnet'`: backward `relu(dy)` at every ReLU site, whatever the
 forward sign, threshold or cap), Grad-CAM (`numpy_gradcam`: plain gradients at a named layer,
 then a numpy half-pixel bilinear upsampling) and Guided Grad-CAM (their product).
@@ -17,12 +26,15 @@ then a numpy half-pixel bilinear upsampling) and Guided Grad-CAM (their product)
 import keras
 import numpy as np
 
+from tests.gbp_ops.numpy_activations import ACTIVATIONS, SQUASHING, elu, leaky_relu
+
 # Layers that leave values untouched at inference, so a softmax followed only by these still counts
 # as the model's final softmax.
 _PASS_THROUGH = (keras.layers.Dropout, keras.layers.Flatten)
 
 
-RULES = ("guided", "deconvnet", "plain")
+RULES = ("guided", "deconvnet", "plain", "gate", "gate_without_slope")
+_GATE_RULES = ("gate", "gate_without_slope")
 
 
 def numpy_guided_backprop(model, images, targets, guided=True):
@@ -44,7 +56,8 @@ def numpy_backprop(model, images, targets, rule, stop_at=None):
             model's final value-changing operation and is stripped.
         images: float array `(N, H, W, C)`; cast to float64.
         targets: int array `(N,)`, the class index explained for each example.
-        rule: the backward at every ReLU: 'guided', 'deconvnet' or 'plain'.
+        rule: the backward at every ReLU: 'guided', 'deconvnet' or 'plain'; or 'gate' (guided
+            ReLUs, gated other activations; see the module docstring) or 'gate_without_slope'.
         stop_at: None, or a layer name: then the backward stops at that layer's output and
             `(activations, gradients, logits)` of that layer are returned instead.
 
@@ -200,6 +213,8 @@ def _activation_name(layer):
     name = layer.get_config().get("activation", "linear")
     if name is None:
         return "linear"
+    if isinstance(name, dict) and str(name.get("config", "")).endswith(">gelu_approximate"):
+        return "gelu_approximate"  # the registered name keras_hub (and the tests) use
     if not isinstance(name, str):
         raise _unsupported(layer, f"non-builtin activation {name!r}")
     return name
@@ -233,6 +248,12 @@ def _forward_layer(layer, x, rule, allow_softmax):
         if config.get("negative_slope", 0.0) != 0.0:
             raise _unsupported(layer, "negative_slope != 0")
         return _relu(x, rule, threshold=config["threshold"], max_value=config["max_value"])
+    if type(layer) is keras.layers.LeakyReLU:
+        slope = float(layer.get_config()["negative_slope"])
+        return _elementwise(lambda v: leaky_relu(v, slope), x, rule, gated=True)
+    if type(layer) is keras.layers.ELU:
+        alpha = float(layer.get_config()["alpha"])
+        return _elementwise(lambda v: elu(v, alpha), x, rule, gated=True)
     if type(layer) is keras.layers.MaxPooling2D:
         return _max_pool2d(layer, x)
     if type(layer) is keras.layers.Flatten:
@@ -252,16 +273,46 @@ def _then_activation(layer, y, backward, rule, allow_softmax):
 
 
 def _activation(layer, name, x, rule, allow_softmax):
-    """Forward/backward of a named activation; a final softmax is treated as identity."""
-    if name == "linear" or (name == "softmax" and allow_softmax):
+    """Forward/backward of a named activation; a final softmax or sigmoid is treated as
+    identity (stripped, as gbp_ops does)."""
+    if name == "linear" or (name in ("softmax", "sigmoid") and allow_softmax):
         return x, lambda dy: dy
+    relu_rule = "guided" if rule in _GATE_RULES else rule
     if name == "relu":
-        return _relu(x, rule)
+        return _relu(x, relu_rule)
     if name == "relu6":
-        return _relu(x, rule, max_value=6.0)
+        return _relu(x, relu_rule, max_value=6.0)
     if name == "softmax":
         raise _unsupported(layer, "softmax is only supported as the model's final activation")
+    if name in ACTIVATIONS and rule in ("plain", *_GATE_RULES):
+        gated = not (allow_softmax and name in SQUASHING)
+        return _elementwise(ACTIVATIONS[name], x, rule, gated)
     raise _unsupported(layer, f"activation {name!r}")
+
+
+def _elementwise(pair, x, rule, gated):
+    """An elementwise activation with the plain or the gate-rule backward.
+
+    Args:
+        pair: ``x -> (f(x), f'(x))``.
+        x: float64 input.
+        rule: 'plain', 'gate' or 'gate_without_slope' ('guided'/'deconvnet' raise).
+        gated: False keeps the plain backward under the gate rules (a final squashing unit).
+
+    Returns:
+        `(y, backward)`.
+    """
+    if rule not in ("plain", *_GATE_RULES):
+        raise NotImplementedError(f"numpy reference: no {rule!r} rule for this activation")
+    y, slope = pair(x)
+
+    def backward(dy):
+        if rule == "plain" or not gated:
+            return dy * slope
+        keep = (dy > 0) & (x > 0)
+        return np.where(keep, dy * slope if rule == "gate" else dy, 0.0)
+
+    return y, backward
 
 
 def _relu(x, rule, threshold=0.0, max_value=None):

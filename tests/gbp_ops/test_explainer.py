@@ -9,6 +9,7 @@ from demo.reference_model import build_reference_model
 from gbp_ops import GBPError, GuidedBackprop, errors
 from tests.gbp_ops.numpy_reference import numpy_guided_backprop
 from tests.gbp_ops.toy_models import (
+    assert_eager_safe,
     plain_target_gradients,
     random_cnn,
     random_images,
@@ -106,6 +107,7 @@ def test_tracing_ahead_in_another_thread_traces_once_and_changes_nothing():
     thread.join()
     np.testing.assert_array_equal(maps, expected)
     assert explainer.num_traces == 1
+    assert_eager_safe(model)
     eager = GuidedBackprop(model, batch_size=4, compile=False)
     eager.trace()
     assert eager.num_traces == 0
@@ -115,6 +117,7 @@ def test_eager_equals_tf_function():
     model = random_cnn(16)
     images = random_images(4, 16, seed=3)
     compiled = GuidedBackprop(model, batch_size=4).explain(images)
+    assert_eager_safe(model)
     eager = GuidedBackprop(model, batch_size=4, compile=False).explain(images)
     np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-7)
 
@@ -180,7 +183,7 @@ def test_intermediate_layer_channel_is_explained():
     [
         (lambda: keras.layers.LeakyReLU(), "LeakyReLU"),
         (lambda: keras.layers.Activation("gelu"), "gelu"),
-        (lambda: keras.layers.Activation("swish"), "silu"),
+        (lambda: keras.layers.Activation("swish"), "silu (swish)"),
         (lambda: keras.layers.ELU(), "ELU"),
         (lambda: keras.layers.ReLU(negative_slope=0.1), "relu_with_negative_slope"),
     ],
@@ -192,13 +195,13 @@ def test_unsupported_activation_names_the_layer(layer, activation):
         layer(),
         keras.layers.Flatten(),
         keras.layers.Dense(2),
-    ])
+    ], name="one_bad")
     bad_layer = model.layers[1].name
     with pytest.raises(GBPError) as raised:
         GuidedBackprop(model)
-    assert str(raised.value) == errors.UNSUPPORTED_ACTIVATION.format(
-        layer=bad_layer, activation=activation
-    )
+    assert str(raised.value) == errors.UNGUIDABLE_ACTIVATIONS.format(
+        model="one_bad", groups=f"{activation} at 1 layer: {bad_layer}",
+        remedy=errors.GATE_REMEDY)
 
 
 def test_allow_unguided_leaves_unsupported_layer_with_warning(caplog):
@@ -271,3 +274,22 @@ def test_a_final_softmax_layer_is_stripped_like_a_softmax_activation():
     expected, _ = numpy_guided_backprop(logits_only, images, targets)
     assert np.abs(expected).max() > 0
     np.testing.assert_allclose(maps, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
+
+
+def test_strided_pointwise_convs_are_found_for_the_eager_guard():
+    from gbp_ops.model_graph import strided_pointwise_convs
+
+    inner = keras.Sequential([keras.Input((8, 8, 4)),
+                              keras.layers.DepthwiseConv2D(1, strides=2, name="dw_1x1_s2")],
+                             name="inner")
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 1, strides=2, padding="same", name="c_1x1_s2")(inputs)
+    x = keras.layers.Conv2D(4, 1, name="c_1x1_s1")(x)
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="c_3x3_s2")(
+        keras.layers.UpSampling2D(2)(x))
+    outputs = keras.layers.Dense(2)(keras.layers.Flatten()(inner(x)))
+    model = keras.Model(inputs, outputs)
+    assert strided_pointwise_convs(model) == ["c_1x1_s2", "inner/dw_1x1_s2"]
+    assert strided_pointwise_convs(random_cnn(16)) == []
+    with pytest.raises(AssertionError, match="c_1x1_s2"):
+        assert_eager_safe(model)

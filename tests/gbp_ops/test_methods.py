@@ -19,7 +19,12 @@ from tests.gbp_ops.test_relu_caps import TARGETS as CAP_TARGETS
 from tests.gbp_ops.test_relu_caps import _images as cap_images
 from tests.gbp_ops.test_relu_caps import _model as capped_model
 from tests.gbp_ops.test_relu_forms import REFERENCE_FORMS, SIZE, TARGETS, _model
-from tests.gbp_ops.toy_models import random_cnn, random_images, randomize_batchnorm
+from tests.gbp_ops.toy_models import (
+    assert_eager_safe,
+    random_cnn,
+    random_images,
+    randomize_batchnorm,
+)
 
 RTOL, ATOL = 1e-4, 1e-6  # the tolerances of the GBP tests (test_explainer.py)
 
@@ -58,6 +63,7 @@ def test_numpy_layer_gradients_match_tf_gradient_tape():
     logits = logits_head(model.layers[-2].output)
     logits_head.set_weights(last.get_weights())
     probe = keras.Model(model.inputs, [model.get_layer(layer).output, logits])
+    assert_eager_safe(probe)
     with tf.GradientTape() as tape:
         tf_activations, tf_logits = probe(images, training=False)
         score = tf.reduce_sum(tf.gather(tf_logits, targets, batch_dims=1))
@@ -202,6 +208,7 @@ def test_guided_gradcam_is_the_product_of_its_two_parts():
     probe = keras.Model(model.inputs, [model.get_layer(layer).output,
                                        head(model.layers[-2].output)])
     head.set_weights(last.get_weights())
+    assert_eager_safe(probe)
     with tf.GradientTape() as tape:
         activations, logits = probe(images, training=False)
         score = tf.reduce_sum(tf.gather(logits, targets, batch_dims=1))
@@ -221,7 +228,7 @@ def test_make_explainer_picks_the_class_and_passes_options():
                                smoothgrad_samples=3, smoothgrad_sigma=0.1)
     assert isinstance(explainer, Deconvnet) and explainer.batch_size == 2
     assert explainer.method_fields() == {"method": "deconvnet", "smoothgrad_samples": 3,
-                                         "smoothgrad_sigma": 0.1}
+                                         "smoothgrad_sigma": 0.1, "nonlinearity_rule": "refuse"}
     assert explainer.explain(random_images(3, 16)).shape == (3, 16, 16)
 
 

@@ -139,6 +139,10 @@ def test_other_nonlinearities_are_refused_by_op_type(activation, op_type, tmp_pa
     source = gbp_ops.load_model(_export(keras.Model(inputs, _conv_head(x)), tmp_path))
     with pytest.raises(gbp_ops.GBPError, match=rf"{op_type} x\d+ \["):
         gbp_ops.make_explainer(source)
+    if activation == "silu":  # the gate rule cannot help: no activation layer is left
+        with pytest.raises(gbp_ops.GBPError) as raised:
+            gbp_ops.make_explainer(source, nonlinearity_rule="gate")
+        assert str(raised.value) == gbp_ops.errors.SAVEDMODEL_NO_GATE
 
 
 class DenseReluDense(tf.Module):
@@ -267,3 +271,27 @@ def test_unknown_kind_and_non_savedmodel_directory(tmp_path):
     with pytest.raises(gbp_ops.GBPError) as raised:
         gbp_ops.load_model(str(tmp_path), kind="savedmodel")
     assert str(raised.value) == errors.SAVEDMODEL_NOT_A_SAVEDMODEL.format(path=str(tmp_path))
+
+
+@pytest.mark.parametrize("method", gbp_ops.METHODS)
+def test_savedmodel_explainers_are_built_by_the_base_init(tmp_path, monkeypatch, method):
+    """A field the base ``__init__`` sets reaches the SavedModel explainers too (they override
+    only the model and method steps), and they batch like the Keras ones."""
+    source = gbp_ops.load_model(_export(_conv_relu(), tmp_path))
+    # Guided Grad-CAM on a SavedModel names an op: the last guided ReLU's.
+    layer = gbp_ops.make_explainer(source).guided_sites[-1].layer
+    base_init = gbp_ops.GuidedBackprop.__init__
+    built = []
+
+    def recording_init(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        base_init(self, *args, **kwargs)
+        self.field_added_later = "set"
+
+    monkeypatch.setattr(gbp_ops.GuidedBackprop, "__init__", recording_init)
+    explainer = gbp_ops.make_explainer(source, method, batch_size=3, gradcam_layer=layer)
+    assert built == [type(explainer).__name__] and explainer.field_added_later == "set"
+    images = random_images(7, SIZE)
+    maps = explainer.explain(images)
+    assert maps.shape == (7, SIZE, SIZE, 3) and explainer.num_steps == 3  # 3 + 3 + 1 rows
+    np.testing.assert_allclose(maps[5:], explainer.explain(images[5:]), rtol=1e-5, atol=1e-6)

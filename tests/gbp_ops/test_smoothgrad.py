@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from gbp_ops import GBPError, make_explainer, seed_from_id, seeds_from_ids
 from gbp_ops.choices import METHODS
-from tests.gbp_ops.toy_models import random_cnn, random_images
+from tests.gbp_ops.toy_models import assert_eager_safe, random_cnn, random_images
 
 SIZE = 16
 
@@ -94,5 +94,6 @@ def test_eager_equals_the_compiled_step(model):
     images = random_images(3, SIZE, seed=4)
     options = {"batch_size": 3, "smoothgrad_samples": 2, "smoothgrad_sigma": 0.2}
     compiled = make_explainer(model, "guided_gradcam", **options).explain(images)
+    assert_eager_safe(model)
     eager = make_explainer(model, "guided_gradcam", compile=False, **options).explain(images)
     np.testing.assert_allclose(eager, compiled, rtol=1e-5, atol=1e-6 * np.abs(compiled).max())

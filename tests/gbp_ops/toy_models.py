@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from gbp_ops.model_graph import strided_pointwise_convs
+
 
 def randomize_batchnorm(model, rng):
     """Gives every BatchNormalization layer non-trivial gamma/beta/moving statistics."""
@@ -47,6 +49,16 @@ def random_images(count, size, channels=3, seed=0):
     return np.random.default_rng(seed).random((count, size, size, channels)).astype("float32")
 
 
+def assert_eager_safe(model):
+    """Eager GBP/gradient code in the tests calls this first: eager gradients through a 1x1
+    strided convolution crashed TF 2.21 with oneDNN (``strided_pointwise_convs``), which would
+    take the whole pytest process down instead of failing one test."""
+    hazards = strided_pointwise_convs(model)
+    assert not hazards, (
+        f"eager gradients through the 1x1 strided convolutions {hazards} crashed TF 2.21 with "
+        "oneDNN; use the compiled step (tf.function) or a subprocess for this model")
+
+
 def plain_target_gradients(model, images, targets):
     """Plain (unguided) TF gradients d(sum_i outputs[i, targets[i]]) / d(images), in float32.
 
@@ -58,6 +70,7 @@ def plain_target_gradients(model, images, targets):
     Returns:
         ``(grads, outputs)``: float32 numpy ``(N, H, W, C)`` and ``(N, K)``.
     """
+    assert_eager_safe(model)
     x = tf.constant(images, dtype=tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(x)

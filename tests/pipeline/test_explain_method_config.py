@@ -5,8 +5,9 @@ import os
 
 import pytest
 
-from pipeline import explainers, manifest
+from pipeline import explainers
 from pipeline.config import ConfigError, load_config
+from pipeline.outputs import manifest
 from tests.gbp_ops.toy_models import random_cnn
 
 DEMO = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "demo.yaml")
@@ -39,6 +40,27 @@ def test_the_mapping_builds_the_configured_method_and_the_manifest_records_it():
     fields = manifest.base_fields(config, explainer, ("a",), (16, 16), "0" * 64)
     assert fields["method"] == "guided_gradcam"
     assert fields["method_settings"] == {"smoothgrad_samples": 3, "smoothgrad_sigma": 0.2,
-                                         "gradcam_layer": explainer.gradcam_layer}
+                                         "gradcam_layer": explainer.gradcam_layer,
+                                         "nonlinearity_rule": "refuse"}
     default = explainers.explainer_for_model(load_config(DEMO), model)
     assert type(default).__name__ == "GuidedBackprop" and default.smoothgrad_samples == 0
+
+
+def test_the_gate_rule_reaches_the_explainer_the_manifest_and_the_report_line():
+    from pipeline.report.page import method_line
+    from tests.gbp_ops.gate_models import swish_cnn
+
+    config = load_config(DEMO, ["explain.nonlinearity_rule=gate", "explain.batch_size=2"])
+    explainer = explainers.explainer_for_model(config, swish_cnn())
+    assert explainer.nonlinearity_rule == "gate"
+    fields = manifest.base_fields(config, explainer, ("a",), (12, 12), "0" * 64)
+    assert fields["method_settings"]["nonlinearity_rule"] == "gate"
+    assert fields["guided_sites"] == ["conv_relu: Conv2D(activation=relu)"]
+    assert fields["gated_sites"] == ["conv_swish: Conv2D(activation=silu)",
+                                     "act_silu: Activation(activation=silu)",
+                                     "dense_swish: Dense(activation=silu)"]
+    assert method_line(fields) == ("guided_backprop with the gate rule at activations other "
+                                   "than ReLU (1 guided ReLU, 3 gated activations)")
+    default = manifest.base_fields(load_config(DEMO), explainers.explainer_for_model(
+        load_config(DEMO), random_cnn(16)), ("a",), (16, 16), "0" * 64)
+    assert default["gated_sites"] == [] and method_line(default) == "guided_backprop"

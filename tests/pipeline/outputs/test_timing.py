@@ -1,0 +1,35 @@
+"""The launcher's timing line: the split of a run's wall time around its batch steps, and the
+bench's parser of it kept in step with it."""
+
+import importlib.util
+import os
+
+import pytest
+
+from pipeline.outputs import summary
+from tests.e2e.helpers import REPO
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench", os.path.join(REPO, "scripts",
+                                                                        "bench.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_timing_fields_split_the_wall_around_the_batch_window():
+    timing = summary.timing_fields((1000.25, 1100.0), launched=990.0, finished=1106.5)
+    assert timing == {"before_first_batch_seconds": 10.2, "batch_seconds": 99.8,
+                      "after_last_batch_seconds": 6.5}
+
+
+def test_the_bench_reads_back_the_summary_line():
+    manifest = {"counts": {"input": 3, "saliency_rows": 3, "errors": 0, "reconciled": True},
+                "wall_time_seconds": 2.0, "explained_space": "logit",
+                "config": {"output": {"path": "/tmp/x"}},
+                "timing": {"before_first_batch_seconds": 9.8, "batch_seconds": 112.3,
+                           "after_last_batch_seconds": 6.1}}
+    found = _bench().TIMING_LINE.search(summary.summary(manifest))
+    assert found and tuple(map(float, found.groups())) == (9.8, 112.3, 6.1)
+    assert _bench().outside_batches(130.0, manifest) == pytest.approx(17.7)
