@@ -11,7 +11,9 @@ INSTALL_REQUIRES = [
     "apache-beam==2.77.*",
     "tensorflow-datasets==4.9.*",
     "numpy>=2.0,<3",
-    "pyarrow>=15,<26",
+    # 16: the first pyarrow built for numpy 2 (15's wheels pin numpy<2, apache/arrow#39537);
+    # every table is readable by any pyarrow that reads BYTE_STREAM_SPLIT FLOAT (0.17+).
+    "pyarrow>=16,<26",
     "pandas>=2.2,<4",
     "pyyaml>=6,<7",
     "matplotlib>=3.8,<4",
@@ -23,7 +25,8 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     "gcp": ["apache-beam[gcp]==2.77.*"],
     "gpu": ["tensorflow[and-cuda]==2.21.*"],
-    "test": ["apache-beam[gcp]==2.77.*", "pytest>=8", "scipy>=1.11", "ruff>=0.6"],
+    "test": ["apache-beam[gcp]==2.77.*", "pytest>=8", "scipy>=1.11", "ruff>=0.6",
+             "duckdb>=2.0,<3", "polars>=2.1,<3"],  # the engine tests read every table
 }
 
 setuptools.setup(

@@ -21,6 +21,7 @@ from gbp_ops.batch_inputs import (
 )
 from gbp_ops.choices import METHOD_GUIDED_BACKPROP, NONLINEARITY_REFUSE
 from gbp_ops.guided_relu import RULE_GUIDED
+from gbp_ops.input_scaling import declared_input_scaling
 from gbp_ops.maps import REDUCTIONS
 from gbp_ops.model_graph import assign_layer_weights
 from gbp_ops.rewrite import SPACE_LOGIT, guide_model
@@ -92,6 +93,8 @@ class GuidedBackprop:
     """
 
     method = METHOD_GUIDED_BACKPROP
+    # The model's own input scaling layer (``gbp_ops.input_scaling``); None for SavedModels.
+    input_scaling = None
     relu_rule = RULE_GUIDED
 
     def __init__(
@@ -133,6 +136,7 @@ class GuidedBackprop:
         self._weight_models = [rewrite.model]  # every clone whose variables the step reads
         self._set_input_shape(rewrite.model.inputs[0].shape[1:])
         self._set_num_outputs(int(self._scorer.outputs[0].shape[-1]))
+        self.input_scaling = declared_input_scaling(model)
 
     def _set_options(self, batch_size, layer_name, reduction, smoothgrad_samples,
                      smoothgrad_sigma):

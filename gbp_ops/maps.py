@@ -102,3 +102,34 @@ def quantize_uint8(maps):
 def dequantize_uint8(codes, scales):
     """Inverse of ``quantize_uint8``: float32 maps shaped like ``codes``."""
     return unscale(np.asarray(codes, np.float32) / 255.0, scales)
+
+
+FLOAT16_MANTISSA_BITS = 10
+
+
+def round_mantissa(maps, bits=FLOAT16_MANTISSA_BITS):
+    """float32 maps with the mantissa rounded to ``bits`` bits (round to nearest, ties to even,
+    on the bit pattern): float16's precision with float32's exponent range, so raw gradients far
+    below float16's smallest normal number keep their ``bits`` bits and need no per-map scale.
+    Zeroed low bits make byte-stream-split + zstd store the maps about as small as float16.
+
+    Args:
+        maps: float ``(N, ...)``; non-finite values pass through unchanged, and a value that
+            would round past float32's largest finite number is truncated instead.
+
+    Returns:
+        float32, same shape.
+    """
+    values = np.ascontiguousarray(maps, dtype=np.float32)
+    dropped = 23 - bits
+    pattern = values.view(np.uint32)
+    keep_odd = (pattern >> np.uint32(dropped)) & np.uint32(1)
+    low_mask = np.uint32((1 << dropped) - 1)
+    half = np.uint32((1 << (dropped - 1)) - 1)
+    finite = np.isfinite(values)
+    # Non-finite patterns are left alone (their sum could wrap); rounding adds below the mask.
+    summed = np.where(finite, pattern, np.uint32(0)) + half + keep_odd
+    rounded = (summed & ~low_mask).view(np.float32)
+    truncated = (pattern & ~low_mask).view(np.float32)
+    rounded = np.where(np.isfinite(rounded), rounded, truncated)
+    return np.where(finite, rounded, values).astype(np.float32, copy=False)

@@ -239,9 +239,16 @@ def sanity_fields(rows, method=None):
             "class_sensitivity": class_entry}
 
 
+def _top_depth(depths):
+    """The depth the randomization reading uses: ``TOP_DEPTH``, or the nearest below (the
+    shallowest when every depth is deeper)."""
+    depths = sorted(depths)
+    return max(d for d in depths if d <= max(TOP_DEPTH, depths[0]))
+
+
 def _randomization_verdict(summary_by_depth):
     depths = sorted(summary_by_depth)
-    top = max(d for d in depths if d <= max(TOP_DEPTH, depths[0]))
+    top = _top_depth(depths)
     deepest = depths[-1]
     entry = summary_by_depth[top]
     value = entry["spearman_mean"]
@@ -265,3 +272,49 @@ def _randomization_verdict(summary_by_depth):
                 f"randomization (compare Adebayo et al. 2018).{tail}")
     return (f"Maps changed substantially when the top layers were randomized ({at_top}): they "
             f"depend on what the model learned, as a saliency method should.{tail}")
+
+
+# The bands of a mean Spearman between two maps, for both checks (``verdict`` words them).
+BAND_SIMILAR = "similar"  # >= SIMILAR_SPEARMAN: the check fails
+BAND_PARTLY_SIMILAR = "partly_similar"  # >= PARTLY_SIMILAR_SPEARMAN
+BAND_DIFFERENT = "different"  # below: the check passes
+BAND_UNDEFINED = "undefined"  # no defined Spearman (constant maps)
+OUTCOMES = {BAND_SIMILAR: "fail", BAND_PARTLY_SIMILAR: "warn", BAND_UNDEFINED: "warn",
+            BAND_DIFFERENT: "pass"}
+
+
+def band(value):
+    """The band of a mean Spearman (None or NaN: ``BAND_UNDEFINED``)."""
+    if value is None or np.isnan(value):
+        return BAND_UNDEFINED
+    if value >= SIMILAR_SPEARMAN:
+        return BAND_SIMILAR
+    return BAND_PARTLY_SIMILAR if value >= PARTLY_SIMILAR_SPEARMAN else BAND_DIFFERENT
+
+
+def outcome_fields(summary_by_depth, class_entry=None):
+    """The verdict as data: per check the mean Spearman it reads and its ``band``, the
+    thresholds, and ``outcome``: ``'fail'`` if a check's maps stay similar, ``'warn'`` if one
+    is partly similar or undefined, else ``'pass'``.
+
+    Args:
+        summary_by_depth: ``summary(rows)`` (may be empty).
+        class_entry: ``class_summary(rows)`` or None/{}.
+    """
+    fields = {"thresholds": {"similar_spearman": SIMILAR_SPEARMAN,
+                             "partly_similar_spearman": PARTLY_SIMILAR_SPEARMAN,
+                             "top_depth": TOP_DEPTH}}
+    bands = []
+    if summary_by_depth:
+        top = _top_depth(summary_by_depth)
+        value = summary_by_depth[top]["spearman_mean"]
+        fields["randomization"] = {"depth": top, "spearman_mean": value, "band": band(value)}
+        bands.append(band(value))
+    if class_entry:
+        value = class_entry["spearman_mean"]
+        fields["class_sensitivity"] = {"spearman_mean": value, "band": band(value)}
+        bands.append(band(value))
+    found = [OUTCOMES[name] for name in bands]
+    fields["outcome"] = next((word for word in ("fail", "warn") if word in found),
+                             "pass" if found else "undefined")
+    return fields

@@ -1,7 +1,7 @@
 """gbp-audit's Beam pipeline: read -> preprocess -> batched guided backprop -> Parquet.
 
-``import pipeline`` imports nothing heavy: the loaders (pandas, pyarrow) on first use of
-``load_saliency``/``load_stats``/``load_errors``/``load_table`` (still no TensorFlow, Keras or
+``import pipeline`` imports nothing heavy: the loaders (pandas, pyarrow) on first use of a
+``load_*`` function (``load_table(out, name)`` reads any table; still no TensorFlow, Keras or
 Beam for local outputs), the pipeline itself on first use of ``build_pipeline`` or ``run``.
 
 The package: ``cli`` (the command), ``launch/`` (the launcher), ``stages/`` (the Beam stages
@@ -10,9 +10,9 @@ and the graph), ``outputs/`` (sinks, manifest, loaders, run summary), ``findings
 ``images``, ``paths``, ``explainers`` and ``rankings``.
 """
 
-__all__ = ["build_pipeline", "load_errors", "load_saliency", "load_stats", "load_table", "run"]
-
-_LOADERS = ("load_errors", "load_saliency", "load_stats", "load_table")
+_LOADERS = ("load_assignments", "load_clusters", "load_embedding", "load_errors",
+            "load_examples", "load_saliency", "load_sanity", "load_stats", "load_table")
+__all__ = ["build_pipeline", *_LOADERS, "run"]
 
 
 def __getattr__(name):

@@ -12,8 +12,11 @@ def scale_pixels(image, scaling):
     """float32 pixels in [0, 255] -> the model's input range.
 
     ``unit``: [0, 1]; ``symmetric``: [-1, 1]; ``imagenet``: (x/255 - mean) / std per channel;
-    ``caffe``: RGB->BGR then minus the BGR mean (3 channels only).
+    ``caffe``: RGB->BGR then minus the BGR mean (3 channels only); ``raw``: as they are, for
+    a model that scales its own inputs (a ``Rescaling`` or ``Normalization`` input layer).
     """
+    if scaling == "raw":
+        return image
     if scaling == "unit":
         return image / 255.0
     if scaling == "symmetric":

@@ -20,6 +20,21 @@ STAGE_NON_FINITE = "non_finite"
 # The tagged output that carries DeadLetters out of a stage.
 DEAD_LETTERS = "dead_letters"
 
+# What preprocessing did to the inputs, counted per example (the stage's tagged output
+# ``CONVERSIONS`` and Beam counters ``<METRICS_NAMESPACE>:converted_<kind>``; the manifest's
+# counts ``converted_<kind>``). Channels are told by count (a grey image stored as RGB is
+# colour); a resize counts when the model input is more than ``RESIZE_FACTOR`` times larger
+# (upscaled) or smaller (downscaled) than the image at full size on either side.
+CONVERSIONS = "conversions"
+CONVERTED_PREFIX = "converted_"
+COLOUR_TO_GREY = "colour_to_grey"
+GREY_TO_COLOUR = "grey_to_colour"
+ALPHA_DROPPED = "alpha_dropped"
+UPSCALED = "upscaled"
+DOWNSCALED = "downscaled"
+CONVERSION_KINDS = (COLOUR_TO_GREY, GREY_TO_COLOUR, ALPHA_DROPPED, UPSCALED, DOWNSCALED)
+RESIZE_FACTOR = 2.0
+
 # Beam metrics the stages report (namespace ``METRICS_NAMESPACE``) and the launcher reads: the
 # progress counters, and each batch step's start and end (unix ms distributions, whose min and
 # max give the run's batch window: ``pipeline.outputs.summary.batch_window``).
@@ -160,7 +175,26 @@ def class_name(index, class_names):
     return class_names[index]
 
 
+UNDEFINED = "–"  # how every output shows a value that is not defined (no label, no class)
+
+
 def class_label(index, name=None):
     """How every output names a class: its name (``'stripes'``), or ``'class 1'`` without one
-    (``name`` None, empty or not a string, e.g. a missing value read back from Parquet)."""
-    return name if isinstance(name, str) and name else f"class {int(index)}"
+    (``name`` None, empty or not a string, e.g. a missing value read back from Parquet; a float
+    index such as 3.0 from a nullable column is still ``'class 3'``), or ``UNDEFINED`` without
+    an index either (None or NaN)."""
+    if isinstance(name, str) and name:
+        return name
+    if _missing(index):
+        return UNDEFINED
+    return f"class {int(index)}"
+
+
+def _missing(value):
+    """None, NaN (the one value unequal to itself) or pandas' NA (whose comparisons are NA)."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except TypeError:
+        return True

@@ -49,13 +49,14 @@ class Finding:
 def run_findings(clusters):
     """A run's ``clusters`` DataFrame (or None) -> its findings, ordered by class, then the
     first cluster."""
-    from pipeline.report.findings import finding_groups
+    from pipeline.findings.merge import finding_groups
 
     if clusters is None or not len(clusters):
         return []
     clusters = clusters.sort_values([CLASS, clusters_table.CLUSTER])
     found = []
-    for group in finding_groups(clusters[clusters[clusters_table.FLAGGED]]):
+    flagged = clusters[clusters[clusters_table.FLAGGED]]
+    for group in finding_groups(row for _, row in flagged.iterrows()):
         occluded = np.array([int(row[clusters_table.OCCLUDED_EXAMPLES]) for row in group])
         weights = occluded / occluded.sum() if occluded.sum() else np.full(len(group), 1 / len(
             group))
@@ -105,7 +106,7 @@ def _overlap(overlaps, old, new):
 def match(old, new, overlaps):
     """``(member overlap or None, region IoU, same members, same place)`` of a baseline and a
     current finding of one class; without shared members, same members = same place."""
-    from pipeline.report.findings import SAME_PLACE_IOU, region_iou
+    from pipeline.findings.merge import SAME_PLACE_IOU, region_iou
 
     iou = region_iou(old.region, new.region)
     shared, common = _overlap(overlaps, old, new)

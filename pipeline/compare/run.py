@@ -61,7 +61,10 @@ def proof_from_manifest(current):
 
 
 def _saliency_columns(run):
-    scaled = run["config"]["output"]["map_dtype"] in saliency_table.SCALED_MAP_DTYPES
+    map_dtype = run["config"]["output"]["map_dtype"]
+    # schema version 1 stored float16 maps scaled per row, with their scale
+    scaled = map_dtype in saliency_table.SCALED_MAP_DTYPES or (
+        map_dtype == "float16" and run.get("schema_version", 1) < 2)
     columns = [saliency_table.EXAMPLE_ID, saliency_table.LABEL, saliency_table.TARGET,
                saliency_table.PREDICTED, saliency_table.CORRECT, saliency_table.SALIENCY_MAP]
     return columns + [saliency_table.SALIENCY_SCALE] * scaled + list(AGGREGATED_STATISTICS)

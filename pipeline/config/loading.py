@@ -10,6 +10,17 @@ import yaml
 from pipeline.config.sections import ConfigError, RunConfig
 from pipeline.config.validation import validate
 
+# Fields that describe a preset's own data: a user who points the preset at other data (sets
+# one of ``SOURCE_DATA_FIELDS`` to another value) does not inherit them; they fall back to
+# their defaults, with a note, unless the overrides set them too.
+SOURCE_DATA_FIELDS = (("source", "kind"), ("source", "pattern"), ("source", "tfds_name"),
+               ("source", "tfds_dir"))
+DATASET_BOUND_FIELDS = (("source", "class_names"), ("source", "box_key"))
+DROPPED_NOTE = (
+    "config: {anchors} overridden, so the preset's {dropped} (its own data's) {verb} dropped; "
+    "set {them} again with --set if the new data has {them} too"
+)
+
 
 def _coerce(field_path, annotation, value):
     """Converts a YAML value to the annotated type, or raises ConfigError naming the field."""
@@ -110,13 +121,17 @@ def parse_override(text):
     return parts[0], parts[1], value
 
 
-def load_config(path=None, overrides=(), base=None):
+def load_config(path=None, overrides=(), base=None, notes=None):
     """Loads a YAML preset (local or remote path), applies overrides, validates.
+
+    The preset's ``DATASET_BOUND_FIELDS`` are dropped when the overrides point it at other
+    data (``drop_dataset_bound``).
 
     Args:
         path: YAML file path or None for defaults only.
         overrides: iterable of ``section.field=value`` strings.
         base: optional dict applied before the file (used by tests to shrink presets).
+        notes: optional list; a one-line note is appended for every field dropped.
 
     Returns:
         A validated RunConfig.
@@ -124,16 +139,53 @@ def load_config(path=None, overrides=(), base=None):
     Raises:
         ConfigError: unreadable YAML or any invalid field.
     """
-    data = dict(base or {})
+    preset = dict(base or {})
     if path:
-        data = _merge(data, _read_yaml(path))
+        preset = _merge(preset, _read_yaml(path))
+    data = _merge(preset, {})
+    changed = {}
     for text in overrides:
         section, field, value = parse_override(text)
         data.setdefault(section, {})
         if not isinstance(data[section], dict):
             raise ConfigError(f"config section '{section}': expected a mapping")
         data[section][field] = value
+        changed[(section, field)] = value
+    note = drop_dataset_bound(preset, data, changed)
+    if note and notes is not None:
+        notes.append(note)
     return config_from_dict(data)
+
+
+def _preset_value(preset, section, field):
+    values = preset.get(section)
+    return values.get(field) if isinstance(values, dict) else None
+
+
+def drop_dataset_bound(preset, data, changed):
+    """Removes from ``data`` (in place) the preset's ``DATASET_BOUND_FIELDS`` that ``changed``
+    (the overrides, ``{(section, field): value}``) does not set, when ``changed`` gives one of
+    ``SOURCE_DATA_FIELDS`` a value other than the preset's.
+
+    Returns:
+        The note saying what was dropped and why, or None.
+    """
+    anchors = [f"{section}.{field}" for section, field in SOURCE_DATA_FIELDS
+               if (section, field) in changed
+               and changed[(section, field)] != _preset_value(preset, section, field)]
+    dropped = [(section, field) for section, field in DATASET_BOUND_FIELDS
+               if (section, field) not in changed
+               and _preset_value(preset, section, field) not in (None, "", [], ())]
+    if not anchors or not dropped:
+        return None
+    for section, field in dropped:
+        del data[section][field]
+    return DROPPED_NOTE.format(
+        anchors=" and ".join(anchors) + (" was" if len(anchors) == 1 else " were"),
+        dropped=" and ".join(f"{section}.{field} {_preset_value(preset, section, field)!r}"
+                             for section, field in dropped),
+        verb="is" if len(dropped) == 1 else "are",
+        them="it" if len(dropped) == 1 else "them")
 
 
 def _merge(base, update):

@@ -8,7 +8,7 @@ from gbp_ops.choices import NONLINEARITY_GATE
 SOURCE_KINDS = ("tfrecord", "tfds")
 IMAGE_ENCODINGS = ("encoded", "raw")
 RAW_DTYPES = ("uint8", "float32")
-SCALINGS = ("unit", "symmetric", "imagenet", "caffe")
+SCALINGS = ("unit", "symmetric", "imagenet", "caffe", "raw")
 RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
 MAP_DTYPES = ("float16", "float32", "uint8")
 TARGET_POLICIES = ("predicted", "label")
@@ -48,7 +48,10 @@ class PreprocessConfig:
     """How an image becomes a model input: size check, decode, resize, channel conversion,
     scaling."""
 
-    scaling: str = "unit"
+    scaling: str = "unit"  # see pipeline.images.scale_pixels; raw: pixels in [0, 255] as they are
+    # With labels, preflight measures the accuracy of the first prepared examples under every
+    # scaling and refuses a clearly less accurate one (pipeline.launch.scaling_check).
+    scaling_check: bool = True
     resize_method: str = "bilinear"
     # Width x height read from the image header before decoding; a larger image becomes a
     # dead letter at stage 'decode' and is never decoded. 0 turns the check off.

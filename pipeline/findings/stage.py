@@ -14,11 +14,12 @@ for a bound ``b`` and ``n`` examples of a class (see ``sampling``)."""
 import apache_beam as beam
 import numpy as np
 
-from pipeline.findings import analysis, rules, sampling
+from pipeline.findings import analysis, merge, rules, sampling
 from pipeline.records import class_label, class_name
 from pipeline.tables import assignments as assignments_table
 from pipeline.tables import clusters as clusters_table
 from pipeline.tables import embedding as embedding_table
+from pipeline.tables.saliency import TARGET
 
 TOTALS = "totals"
 
@@ -109,7 +110,7 @@ def cluster_rows(found, totals, class_names, settings):
 
 def summary(found):
     """ClassFindings -> the manifest's JSON-ready entry for the class."""
-    return {"class": int(found.class_index), "sample_size": len(found.sample_ids),
+    return {TARGET: int(found.class_index), "sample_size": len(found.sample_ids),
             "clusters": int(found.clustering.k),
             "eigenvalues": [round(float(v), 6) for v in found.clustering.eigenvalues],
             "assignment_agreement": round(float(found.agreement), 6)}
@@ -117,7 +118,8 @@ def summary(found):
 
 class FindStrategyClusters(beam.PTransform):
     """PCollection[ExplainedBatch] -> dict of PCollections: ``clusters`` and ``embedding``
-    (row dicts), ``assignments`` (``pa.Table``s) and ``summary`` (manifest dicts)."""
+    (row dicts), ``assignments`` (``pa.Table``s), ``summary`` (manifest dicts per class) and
+    ``flagged`` (the manifest's findings, ``merge.flagged_findings``)."""
 
     def __init__(self, config, class_names):
         super().__init__()
@@ -141,6 +143,8 @@ class FindStrategyClusters(beam.PTransform):
         totals = assigned[TOTALS] | "SumTotals" >> beam.CombinePerKey(_sum_totals)
         rows = found | "ClusterRows" >> beam.FlatMap(
             cluster_rows, beam.pvalue.AsDict(totals), self._class_names, settings)
+        flagged = (rows | "AllClusterRows" >> beam.combiners.ToList()
+                   | "MergeFindings" >> beam.FlatMap(merge.flagged_findings, settings))
         return {"clusters": rows, "assignments": assigned.tables,
                 "embedding": found | "EmbeddingRows" >> beam.FlatMap(embedding_table.encode_rows),
-                "summary": found | "Summary" >> beam.Map(summary)}
+                "summary": found | "Summary" >> beam.Map(summary), "flagged": flagged}

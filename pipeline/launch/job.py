@@ -33,12 +33,15 @@ def run(argv=None, launched=None):
 
     args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
     start = time.time()
-    config = load_run_config(args)
-    plan = preflight(config)
+    notes = []
+    config = load_run_config(args, notes)
+    plan = preflight(config, notes=notes)
     if config.compare.baseline:  # refused here, before any work, when the maps differ
         from pipeline.compare.compatibility import check, read_run
 
         check(read_run(config.compare.baseline), plan.manifest_base, config.compare.baseline)
+    for note in plan.notes:
+        print(f"gbp-audit: {note}", file=sys.stderr)
     if config.explain.worker_intra_op_threads:
         # Spawned local worker processes read this when TF starts in them.
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(config.explain.worker_intra_op_threads)
@@ -87,6 +90,9 @@ def _local_progress(config, options):
 
     if not is_local(options):
         return None, None
+    from pipeline.outputs.summary import after_last_batch
+
     total, total_source = ReadSource(config.source).expected_total()
     folder = tempfile.mkdtemp(prefix="gbp-progress-")
-    return ProgressReporter(folder, total, total_source).start(), folder
+    after = after_last_batch({"config": config.to_dict(), "report": config.output.report})
+    return ProgressReporter(folder, total, total_source, after=after).start(), folder

@@ -84,13 +84,13 @@ def is_local(options):
     return options.view_as(StandardOptions).runner in LOCAL_RUNNERS
 
 
-def load_run_config(args):
+def load_run_config(args, notes=None):
     """The RunConfig of the parsed flags: ``--config``, then ``--set``/``--sets``, then
-    ``--output``."""
+    ``--output``; the loader's notes (preset fields dropped) are appended to ``notes``."""
     from pipeline.config import load_config
 
     overrides = list(args.overrides) + [item.strip() for item in args.sets.split(";")
                                         if item.strip()]
     if args.output:
         overrides.append(f"output.path={args.output}")
-    return load_config(args.config, overrides)
+    return load_config(args.config, overrides, notes=notes)

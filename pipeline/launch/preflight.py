@@ -8,7 +8,6 @@ from gbp_ops.precision_choice import PRECISION_AUTO
 from pipeline import paths
 from pipeline.config import ConfigError
 
-MODEL_INPUT_CHANNELS = "model input has {channels} channels; gbp-audit supports 1 or 3"
 MAP_NOT_DIVISIBLE = "map size {height}x{width} is not divisible by output.downsample={factor}"
 TARGET_TOO_LARGE = "explain.target={target} but the model has only {num_classes} classes"
 OUTPUT_NOT_WRITABLE = "output path '{path}' is not writable: {reason}"
@@ -35,7 +34,9 @@ class RunPlan:
         input_shape: the model input ``(H, W, C)``.
         map_shape: the stored map ``(h, w)`` after downsampling.
         class_names: label names (config, else TFDS ClassLabel, else empty).
-        manifest_base: manifest fields known before the run (config, versions, model).
+        manifest_base: manifest fields known before the run (config, versions, model, the
+            input scaling and how it was decided, the notes).
+        notes: lines for the user (config fields dropped, warnings), also in the manifest.
     """
 
     config: object
@@ -43,18 +44,40 @@ class RunPlan:
     map_shape: tuple
     class_names: tuple
     manifest_base: dict
+    notes: tuple = ()
 
 
 def _check_input(config):
-    """The source's class names (config, else TFDS ClassLabel, else empty), once it is known to
-    be readable."""
+    """The source's class names (config, else TFDS ClassLabel, else empty) and the warnings
+    about its keys, once it is known to be readable and to carry the configured keys."""
+    from pipeline.launch import contract
     from pipeline.stages.read import ReadSource
 
     source = ReadSource(config.source)
     problem = source.problem()
     if problem:
         raise PreflightError(problem)
-    return source.class_names()
+    try:
+        warnings = contract.check_keys(config, source.records())
+    except contract.ContractError as error:
+        raise PreflightError(str(error)) from error
+    return source.class_names(), warnings
+
+
+def _check_contract(config, class_names, explainer):
+    """The model against the config and the data: class names, channels, input scaling.
+
+    Returns:
+        The manifest's ``input_scaling`` field (``pipeline.launch.scaling_check.decide``).
+    """
+    from pipeline.launch import contract, scaling_check
+
+    try:
+        contract.check_channels(config, explainer.input_shape)
+        contract.check_class_names(config, class_names, explainer)
+        return scaling_check.decide(config, explainer)
+    except (contract.ContractError, scaling_check.ScalingError) as error:
+        raise PreflightError(str(error)) from error
 
 
 def _check_output(path):
@@ -116,7 +139,7 @@ def _choose_auto_precision(config, savedmodel, build, host):
     return _with_precision(config, precision), choice, fidelity
 
 
-def preflight(config, explainer_builder=None, host=None):
+def preflight(config, explainer_builder=None, host=None, notes=()):
     """Validates everything that can be checked before the pipeline starts.
 
     Args:
@@ -125,6 +148,8 @@ def preflight(config, explainer_builder=None, host=None):
             ``pipeline.explainers.shared_explainer``, whose explainer a local run reuses.
         host: for ``explain.precision: auto``, a ``gbp_ops.precision_choice.HostPrecision``;
             None probes this host.
+        notes: lines the config loader had for the user (``load_config(notes=...)``); kept
+            in the plan and the manifest with preflight's own warnings.
 
     Returns:
         A RunPlan; its config has ``auto`` replaced by the chosen precision.
@@ -138,7 +163,7 @@ def preflight(config, explainer_builder=None, host=None):
 
     if not isinstance(config.output.path, str) or not config.output.path:
         raise ConfigError("config field 'output.path': an output directory is required")
-    class_names = _check_input(config)
+    class_names, warnings = _check_input(config)
     savedmodel = paths.is_savedmodel_dir(config.model.path)
     if not savedmodel and not paths.match(config.model.path):
         from gbp_ops import errors
@@ -151,9 +176,8 @@ def preflight(config, explainer_builder=None, host=None):
     if config.explain.precision == PRECISION_AUTO:
         config, choice, fidelity = _choose_auto_precision(config, savedmodel, build, host)
     explainer = build(config)
-    height, width, channels = explainer.input_shape
-    if channels not in (1, 3):
-        raise PreflightError(MODEL_INPUT_CHANNELS.format(channels=channels))
+    input_scaling = _check_contract(config, class_names, explainer)
+    height, width, _ = explainer.input_shape
     factor = config.output.downsample
     if height % factor or width % factor:
         raise PreflightError(MAP_NOT_DIVISIBLE.format(height=height, width=width, factor=factor))
@@ -167,5 +191,8 @@ def preflight(config, explainer_builder=None, host=None):
         model_sha256(paths.local_copy(config.model.path)),
         fidelity=fidelity if choice else _check_fidelity(config, explainer),
         precision_choice=choice)
+    notes = (*notes, *warnings)
+    manifest_base["input_scaling"] = input_scaling
+    manifest_base["notes"] = list(notes)
     return RunPlan(config, tuple(explainer.input_shape), map_shape, tuple(class_names),
-                   manifest_base)
+                   manifest_base, notes)

@@ -11,6 +11,7 @@ import pyarrow.fs as pafs
 from pipeline import paths, tables
 from pipeline.outputs import manifest
 from pipeline.tables import clusters as clusters_table
+from pipeline.tables import examples as examples_table
 from pipeline.tables import saliency as saliency_table
 from pipeline.tables import stats as stats_table
 
@@ -33,7 +34,8 @@ def _dataset(path, table):
     return ds.dataset([f[len(root):] for f in files], filesystem=filesystem, format="parquet")
 
 
-def load_saliency(path, classes=None, correct=None, columns=None, maps=True, example_ids=None):
+def load_saliency(path, classes=None, correct=None, columns=None, maps=True, example_ids=None,
+                  scaled=False):
     """Loads the ``saliency`` table as a DataFrame whose maps are ``(h, w)`` arrays.
 
     Args:
@@ -42,9 +44,11 @@ def load_saliency(path, classes=None, correct=None, columns=None, maps=True, exa
         correct: optional bool to keep only correctly / incorrectly predicted rows.
         columns: optional list of columns to read (the map is read only if listed or if
             ``columns`` is None and ``maps`` is True).
-        maps: reshape the maps to float32 ``(h, w)``, undoing the per-row scaling of float16
-            and uint8 maps.
+        maps: reshape the maps to float32 ``(h, w)`` gradient values (uint8 codes times
+            their row's scale).
         example_ids: optional iterable of example ids to keep (pushed down to pyarrow).
+        scaled: each map divided by its own max |value| (in [-1, 1]; all-zero maps stay 0),
+            the view the report draws; the table stores the raw maps.
 
     Returns:
         pandas DataFrame; ``df.attrs['gbp_audit']`` holds the schema metadata. When the run
@@ -66,7 +70,7 @@ def load_saliency(path, classes=None, correct=None, columns=None, maps=True, exa
     map_column, scale_column = saliency_table.SALIENCY_MAP, saliency_table.SALIENCY_SCALE
     if columns is not None and maps and map_column in columns and (
             scale_column in dataset.schema.names):
-        columns = [*columns, scale_column]  # needed to unscale float16/uint8 maps
+        columns = [*columns, scale_column]  # needed to decode uint8 codes
     if columns is None and not maps:
         columns = [name for name in dataset.schema.names if name != map_column]
     if columns is not None and clusters_table.CLUSTER in columns:  # joined, not stored here
@@ -76,7 +80,7 @@ def load_saliency(path, classes=None, correct=None, columns=None, maps=True, exa
     if join_clusters:
         frame = _with_clusters(path, frame)
     if maps and map_column in frame:
-        frame[map_column] = saliency_table.decode_maps(frame, metadata)
+        frame[map_column] = saliency_table.decode_maps(frame, metadata, scaled=scaled)
     frame.attrs["gbp_audit"] = metadata
     return frame
 
@@ -96,21 +100,59 @@ def _with_clusters(path, frame):
     return frame
 
 
-def load_stats(path):
+def load_stats(path, map_shape=None):
     """Loads the ``stats`` table; ``mean_map`` becomes float32 ``(h, w)`` arrays, with the map
-    shape from the run's manifest."""
-    frame = _dataset(path, tables.STATS).to_table().to_pandas()
+    shape ``map_shape`` (default: the run manifest's)."""
+    frame = load_table(path, tables.STATS)
     if len(frame):
         frame[stats_table.MEAN_MAP] = stats_table.decode_mean_maps(
-            frame, manifest.read(path)["map_shape"])
+            frame, map_shape or manifest.read(path)["map_shape"])
     return frame
 
 
 def load_errors(path):
     """Loads the ``errors`` table (dead letters)."""
-    return _dataset(path, tables.ERRORS).to_table().to_pandas()
+    return load_table(path, tables.ERRORS)
+
+
+def load_sanity(path):
+    """Loads the ``sanity`` table: one row per (check, depth, example); ``spearman`` is NaN in
+    pandas where the table holds null (a constant map)."""
+    return load_table(path, tables.SANITY)
+
+
+def load_clusters(path):
+    """Loads the ``clusters`` table; ``mean_map`` becomes float32 ``(m, m)`` arrays."""
+    frame = load_table(path, tables.CLUSTERS)
+    if len(frame):
+        frame[clusters_table.MEAN_MAP] = clusters_table.decode_mean_maps(frame)
+    return frame
+
+
+def load_assignments(path):
+    """Loads the ``assignments`` table (each example's cluster within its explained class)."""
+    return load_table(path, tables.ASSIGNMENTS)
+
+
+def load_embedding(path):
+    """Loads the ``embedding`` table (the 2-D view of each class's clustered sample)."""
+    return load_table(path, tables.EMBEDDING)
+
+
+def load_examples(path):
+    """Loads the ``examples`` table; ``image`` holds each PNG decoded to uint8 ``(H, W, 3)``."""
+    frame = load_table(path, tables.EXAMPLES)
+    frame["image"] = [examples_table.decode_image(png) for png in frame[examples_table.IMAGE_PNG]]
+    return frame
 
 
 def load_table(path, table):
-    """Loads any table by name (``pipeline.tables.TABLES``) as it is stored."""
+    """Loads any table by name (``pipeline.tables.TABLES``) as it is stored.
+
+    Raises:
+        ValueError: ``table`` is not a table name.
+        FileNotFoundError: the run wrote no such table (disabled, or not a run's output).
+    """
+    if table not in tables.TABLES:
+        raise ValueError(f"unknown table '{table}'; expected one of {', '.join(tables.TABLES)}")
     return _dataset(path, table).to_table().to_pandas()

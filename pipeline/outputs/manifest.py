@@ -4,11 +4,15 @@ Preflight builds the fields known before the run (``base_fields``); the publish 
 the run found (``final_fields``). Light: no Beam or TensorFlow at import.
 """
 
+import datetime
 import json
 import platform
 
 from pipeline import paths
 from pipeline.config import jsonable
+from pipeline.tables import SCHEMA_VERSION
+from pipeline.tables import sanity as sanity_table
+from pipeline.tables.saliency import TARGET
 
 MANIFEST = "manifest.json"  # beside the table folders in every output directory
 
@@ -92,33 +96,75 @@ def count_fields(counts):
     return counts
 
 
-def final_fields(base, counts, sanity_rows, wall_time_seconds, published_files, findings=()):
+# ``status``: what a scheduler reads first.
+STATUS_COMPLETE = "complete"  # every input is a saliency row
+STATUS_COMPLETE_WITH_ERRORS = "complete_with_errors"  # the rest are dead letters (errors/)
+STATUS_INCOMPLETE = "incomplete"  # inputs != saliency rows + dead letters
+
+
+def run_status(counts):
+    """``STATUS_*`` of ``count_fields``."""
+    if not counts["reconciled"]:
+        return STATUS_INCOMPLETE
+    return STATUS_COMPLETE_WITH_ERRORS if counts.get("errors", 0) else STATUS_COMPLETE
+
+
+def sanity_manifest_fields(sanity_rows, base):
+    """The manifest's ``sanity``: ``verdict`` (prose), ``outcome``, ``thresholds``, the bands
+    of ``randomization`` and ``class_sensitivity`` (with that check's summary), and
+    ``by_depth`` as a list ordered by ``depth``.
+
+    Args:
+        sanity_rows: ``sanity`` table rows (``pipeline.tables.sanity.encode_row``).
+        base: ``base_fields`` (the method, for the verdict).
+    """
+    from gbp_ops import sanity
+
+    rows = sanity_table.check_rows(sanity_rows)
+    method = sanity.method_description(base.get("method", ""), base.get("method_settings"))
+    fields = sanity.sanity_fields(rows, method)
+    outcome = sanity.outcome_fields(fields["by_depth"], fields["class_sensitivity"])
+    if fields["class_sensitivity"]:
+        outcome["class_sensitivity"].update(fields["class_sensitivity"])
+    by_depth = [{"depth": depth, **entry} for depth, entry in sorted(fields["by_depth"].items())]
+    return jsonable({"verdict": fields["verdict"], **outcome, "by_depth": by_depth})
+
+
+def final_fields(base, counts, sanity_rows, wall_time_seconds, published_files, findings=(),
+                 tables=None, flagged=(), created_at=None):
     """The whole manifest once the run has published.
 
     Args:
         base: ``base_fields``.
         counts: dict name -> int (see ``count_fields``).
-        sanity_rows: rows of ``gbp_ops.sanity.run_sanity_check`` (empty: no sanity check).
+        sanity_rows: ``sanity`` table rows (empty: no sanity check).
         wall_time_seconds: float.
         published_files: ``<table>/<file name>`` strings.
         findings: per-class dicts of ``pipeline.findings.stage.summary`` (empty: findings off):
             sample size, chosen k, Laplacian eigenvalues, assignment agreement.
+        tables: ``{table: {rows, files, bytes}}`` of every table the run wrote.
+        flagged: ``pipeline.findings.merge.flagged_findings`` of the run's clusters.
+        created_at: the publish time, UTC ISO 8601 (default: now).
     """
     manifest = dict(base)
+    manifest["schema_version"] = SCHEMA_VERSION
+    manifest["created_at"] = created_at or datetime.datetime.now(
+        datetime.UTC).isoformat(timespec="seconds")
     manifest["counts"] = count_fields(counts)
+    manifest["status"] = run_status(manifest["counts"])
+    manifest["tables"] = jsonable(dict(tables or {}))
     if sanity_rows:
-        from gbp_ops import sanity
-
-        method = sanity.method_description(base.get("method", ""), base.get("method_settings"))
-        manifest["sanity"] = jsonable(sanity.sanity_fields(sanity_rows, method))
+        manifest["sanity"] = sanity_manifest_fields(sanity_rows, base)
     if findings:
-        by_class = sorted(findings, key=lambda entry: entry["class"])
+        by_class = sorted(findings, key=lambda entry: entry[TARGET])
         sampled = sum(entry["sample_size"] for entry in by_class)
         manifest["findings"] = {
             "by_class": jsonable(by_class),
             "assignment_agreement": round(sum(
                 entry["assignment_agreement"] * entry["sample_size"] for entry in by_class)
-                / max(sampled, 1), 6)}
+                / max(sampled, 1), 6),
+            "flagged": jsonable(sorted(flagged, key=lambda entry: (
+                entry[TARGET], entry["clusters"])))}
     manifest["wall_time_seconds"] = round(wall_time_seconds, 3)
     manifest["files"] = list(published_files)
     return manifest

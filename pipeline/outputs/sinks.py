@@ -97,42 +97,34 @@ class WriteSingleFileTablesDoFn(beam.DoFn):
             yield path
 
 
-RECORD_BATCH_ROWS = 1000  # Beam's WriteToParquet defaults: rows per record batch,
-ROW_GROUP_BUFFER_BYTES = 64 * 1024 * 1024  # and buffered record-batch bytes per row group
+RECORD_BATCH_ROWS = 1000  # rows per record batch, as Beam's WriteToParquet
 
 
 def write_rows(path, schema, rows):
     """Writes row dicts to one Parquet file through Beam ``FileSystems``: record batches of
     ``RECORD_BATCH_ROWS`` rows (a nullable field missing from a row is null), one row group per
-    ``ROW_GROUP_BUFFER_BYTES`` of batches, ``PARQUET_CODEC`` compression (as
-    ``beam.io.WriteToParquet`` writes them)."""
+    ``parquet_sink.ROW_GROUP_BYTES`` of them, ``PARQUET_CODEC`` compression; no rows give a
+    file with the schema and no row group."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
     from apache_beam.io.filesystems import FileSystems
+
+    from pipeline.outputs.parquet_sink import RowGroupWriter, parquet_writer
 
     def record_batch(buffered):
         arrays = [pa.array([_field_value(row, field) for row in buffered], type=field.type)
                   for field in schema]
-        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+        return pa.Table.from_batches([pa.RecordBatch.from_arrays(arrays, schema=schema)])
 
     with FileSystems.create(path, mime_type="application/x-parquet") as handle:
-        writer = pq.ParquetWriter(handle, schema, compression=PARQUET_CODEC,
-                                  use_deprecated_int96_timestamps=False,
-                                  use_compliant_nested_type=False)
-        buffered, batches, batch_bytes = [], [], 0
+        writer = RowGroupWriter(parquet_writer(handle, schema, PARQUET_CODEC))
+        buffered = []
         for row in rows:
             buffered.append(row)
             if len(buffered) == RECORD_BATCH_ROWS:
-                batches.append(record_batch(buffered))
-                batch_bytes += batches[-1].nbytes
+                writer.write_table(record_batch(buffered))
                 buffered = []
-            if batch_bytes >= ROW_GROUP_BUFFER_BYTES:
-                writer.write_table(pa.Table.from_batches(batches, schema=schema))
-                batches, batch_bytes = [], 0
         if buffered:
-            batches.append(record_batch(buffered))
-        if batches:
-            writer.write_table(pa.Table.from_batches(batches, schema=schema))
+            writer.write_table(record_batch(buffered))
         writer.close()
 
 
@@ -150,32 +142,67 @@ def previous_outputs(output_dir):
     return found + paths.match(paths.join(output_dir, manifest_fields.MANIFEST))
 
 
+def empty_table_name(output_dir, table):
+    """The published path of an enabled table's file when the run staged none (no rows)."""
+    return paths.join(table_dir(output_dir, table), f"{table}-00000-of-00001.parquet")
+
+
+def table_files_summary(files):
+    """``{rows, files, bytes}`` of published Parquet files, from their footers and sizes."""
+    import pyarrow.parquet as pq
+    from apache_beam.io.filesystems import FileSystems
+
+    rows = size = 0
+    for path in files:
+        with FileSystems.open(path, mime_type="application/x-parquet") as handle:
+            rows += pq.ParquetFile(handle).metadata.num_rows
+        size += FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+    return {"rows": rows, "files": len(files), "bytes": size}
+
+
 class PublishDoFn(beam.DoFn):
     """Moves staged files into place and writes the manifest; runs once, after all writes.
 
+    Every enabled table (a key of ``schemas``) gets its folder and at least one file (an empty
+    one with its schema when the run staged none); a disabled table has no folder, not even
+    one an earlier run left.
+
     Side inputs: ``staged`` (list of staged file paths), ``counts`` (dict of name -> int),
-    ``sanity`` (sanity table rows) and ``findings`` (per-class summaries of the findings stage).
+    ``sanity`` (sanity table rows), ``findings`` (per-class summaries of the findings stage)
+    and ``flagged`` (its merged flagged findings).
     """
 
-    def __init__(self, output_dir, manifest_base, start_time):
+    def __init__(self, output_dir, manifest_base, start_time, schemas):
         self._output_dir = output_dir
         self._manifest_base = manifest_base
         self._start_time = start_time
+        self._schemas = schemas
 
-    def process(self, unused_trigger, staged, counts, sanity, findings=()):
+    def process(self, unused_trigger, staged, counts, sanity, findings=(), flagged=()):
+        from apache_beam.io.filesystems import FileSystems
+
         staged = sorted(staged)
         paths.delete(previous_outputs(self._output_dir))
+        paths.delete([table_dir(self._output_dir, table) for table in TABLES
+                      if table not in self._schemas])
         published = [paths.join(table_dir(self._output_dir, _table_of(path)),
                                 paths.basename(path)) for path in staged]
-        for table in TABLES:
+        for table in self._schemas:
             paths.make_dirs(table_dir(self._output_dir, table))
         if staged:
-            from apache_beam.io.filesystems import FileSystems
-
             FileSystems.rename(staged, published)
+        files = {table: [path for path in published if _table_of(path) == table]
+                 for table in self._schemas}
+        for table, schema in self._schemas.items():
+            if not files[table]:
+                files[table] = [empty_table_name(self._output_dir, table)]
+                write_rows(files[table][0], schema, ())
         manifest = manifest_fields.final_fields(
             self._manifest_base, counts, sanity, time.time() - self._start_time,
-            [f"{_table_of(path)}/{paths.basename(path)}" for path in published], findings)
+            [f"{table}/{paths.basename(path)}" for table in self._schemas
+             for path in files[table]], findings,
+            tables={table: table_files_summary(files[table]) for table in self._schemas},
+            flagged=flagged)
         manifest_fields.write(self._output_dir, manifest)
         paths.delete([paths.join(self._output_dir, STAGING_DIR)])
         yield manifest

@@ -5,7 +5,27 @@ Built from the published manifest (``manifest.json``) plus the launcher's fields
 ``timing``), so the summary cannot say more than the run wrote.
 """
 
-from pipeline.records import BATCH_FINISHED_MS, BATCH_STARTED_MS, METRICS_NAMESPACE
+from pipeline.records import (
+    ALPHA_DROPPED,
+    BATCH_FINISHED_MS,
+    BATCH_STARTED_MS,
+    COLOUR_TO_GREY,
+    CONVERSION_KINDS,
+    CONVERTED_PREFIX,
+    DOWNSCALED,
+    GREY_TO_COLOUR,
+    METRICS_NAMESPACE,
+    RESIZE_FACTOR,
+    UPSCALED,
+)
+
+CONVERSION_WORDS = {
+    COLOUR_TO_GREY: "colour -> grey",
+    GREY_TO_COLOUR: "grey -> colour",
+    ALPHA_DROPPED: "alpha dropped",
+    UPSCALED: f"upscaled > {RESIZE_FACTOR:g}x",
+    DOWNSCALED: f"downscaled > {RESIZE_FACTOR:g}x",
+}
 
 
 def batch_window(result):
@@ -36,10 +56,16 @@ def batch_window(result):
             max(found.max for found in ends) / 1000.0)
 
 
+# The parts of ``timing_fields`` that add up to its ``wall_seconds``.
+TIMING_PARTS = ("before_first_batch_seconds", "batch_seconds", "after_last_batch_seconds")
+
+
 def timing_fields(window, launched, finished):
-    """Where a run's wall time went around its batches (seconds, 0.1 s resolution): from the
-    launcher's start to the first batch step, the batch steps' span, and from the last step to
-    the end (findings, small tables, publishing, the report).
+    """Where a run's wall time went around its batches (seconds, 0.1 s resolution), on one
+    clock: from the launcher's start to the first batch step, the batch steps' span, from the
+    last step to the end (findings, sanity, small tables, publishing, the report), and the whole
+    wall time, from the launcher's start to the end. The parts add up to the whole within the
+    rounding (0.15 s).
 
     Args:
         window: ``(first batch started, last batch finished)``, unix seconds
@@ -49,7 +75,32 @@ def timing_fields(window, launched, finished):
     first, last = window
     return {"before_first_batch_seconds": round(first - launched, 1),
             "batch_seconds": round(last - first, 1),
-            "after_last_batch_seconds": round(finished - last, 1)}
+            "after_last_batch_seconds": round(finished - last, 1),
+            "wall_seconds": round(finished - launched, 1)}
+
+
+def after_last_batch(manifest):
+    """The parts of the run that can follow its last batch, and ran: ``sanity`` and
+    ``findings`` when enabled, the tables, the comparison with a baseline, and the report when
+    one was written."""
+    config = manifest.get("config", {})
+    ran = [name for name in ("sanity", "findings")
+           if config.get(name, {}).get("enabled") or name in manifest]
+    compared = config.get("compare", {}).get("baseline") or "comparison" in manifest
+    return [*ran, "tables", *(["comparison"] if compared else []),
+            *(["report"] if manifest.get("report") else [])]
+
+
+def conversion_words(counts):
+    """The manifest's ``converted_<kind>`` counts in words (``'12 colour -> grey, 3 alpha
+    dropped'``): the non-zero ones; ``'none'`` when all are 0; None when the counts have none
+    (a run before they were counted)."""
+    found = {kind: counts[CONVERTED_PREFIX + kind] for kind in CONVERSION_KINDS
+             if CONVERTED_PREFIX + kind in counts}
+    if not found:
+        return None
+    return ", ".join(f"{count:,} {CONVERSION_WORDS[kind]}" for kind, count in found.items()
+                     if count) or "none"
 
 
 def written_tables(manifest):
@@ -64,7 +115,10 @@ def written_tables(manifest):
 def summary(manifest):
     """A short human summary of a finished run (the manifest plus ``report`` and ``timing``)."""
     counts = manifest["counts"]
-    seconds = manifest["wall_time_seconds"]
+    timing = manifest.get("timing")
+    # One clock: with the launcher's timing, the wall time is the one its parts add up to.
+    seconds = (timing.get("wall_seconds", sum(timing[part] for part in TIMING_PARTS)) if timing
+               else manifest["wall_time_seconds"])
     rate = counts.get("saliency_rows", 0) / seconds if seconds else 0.0
     stages = ", ".join(f"{key[len('errors_'):]}={value}" for key, value in counts.items()
                        if key.startswith("errors_"))
@@ -77,14 +131,16 @@ def summary(manifest):
         f"gbp-audit: outputs in {manifest['config']['output']['path']} "
         f"({', '.join(outputs)})",
     ]
+    converted = conversion_words(counts)
+    if converted:
+        lines.append(f"gbp-audit: inputs converted to the model's input: {converted}")
     if not counts.get("reconciled", False):
         lines.append("gbp-audit: WARNING counts do not reconcile: input != saliency + errors")
-    timing = manifest.get("timing")
     if timing:
         lines.append(f"gbp-audit: {timing['before_first_batch_seconds']:.1f} s before the first "
                      f"batch, {timing['batch_seconds']:.1f} s of batches, "
-                     f"{timing['after_last_batch_seconds']:.1f} s after the last (findings, "
-                     "tables, report)")
+                     f"{timing['after_last_batch_seconds']:.1f} s after the last "
+                     f"({', '.join(after_last_batch(manifest))})")
     comparison = manifest.get("comparison")
     if comparison:
         lines += [f"gbp-audit: since the baseline: {sentence}"

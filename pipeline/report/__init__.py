@@ -14,6 +14,7 @@ from pipeline import paths
 from pipeline.report import findings, flags, sections
 from pipeline.report.inputs import load_inputs
 from pipeline.report.page import page
+from pipeline.tables import sanity as sanity_table
 
 REPORT_HTML = "report.html"
 # Where reports before the one-file page kept their PNGs; removed when a report is written.
@@ -56,8 +57,8 @@ def write_report(output_dir, top_n=8, box_area_share=None):
                                                inputs.comparison_classes,
                                                inputs.comparison_findings))
     if inputs.sanity is not None:
-        parts.append(sections.sanity_section(inputs.sanity.to_dict("records"),
-                                             inputs.run.get("sanity", {}).get("verdict")))
+        rows = sanity_table.check_rows(inputs.sanity.to_dict("records"))
+        parts.append(sections.sanity_section(rows, inputs.run.get("sanity", {}).get("verdict")))
     report_path = paths.join(output_dir, REPORT_HTML)
     paths.write_bytes(report_path, page(inputs.run, parts).encode("utf-8"))
     return report_path

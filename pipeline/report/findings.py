@@ -5,8 +5,8 @@ members shown (all read by ``pipeline.report.inputs``; nothing is read here).
 Each finding: its sentence, then per flagged cluster its mean map with the hot region (solid)
 and the control region (dashed) drawn, and the maps of up to ``shown`` members (sampled
 members, by id; maps only: the run keeps no input images of cluster members). Flagged clusters
-of one class whose regions overlap (``SAME_PLACE_IOU``) are one finding: spectral clustering
-often splits one shortcut's images into several clusters. Then a table of every cluster and a
+of one class whose regions overlap are one finding (``pipeline.findings.merge``, which the
+manifest's ``findings.flagged`` uses too). Then a table of every cluster and a
 scatter of each class's 2-D spectral embedding coloured by cluster.
 """
 
@@ -14,11 +14,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from pipeline.findings import rules
+from pipeline.findings.merge import finding_groups, group_sentence, row_label
 from pipeline.findings.regions import place_words, region_share
 from pipeline.records import class_label
 from pipeline.report import figures
-from pipeline.report.flags import row_label
 from pipeline.report.page import esc, figure_html, number, png_data_uri, table
 from pipeline.tables import clusters as clusters_table
 from pipeline.tables import embedding as embedding_table
@@ -27,7 +26,6 @@ from pipeline.tables.stats import CLASS, CLASS_NAME, COUNT
 
 MEMBERS_SHOWN = 8
 CANDIDATES_SHOWN = 3
-SAME_PLACE_IOU = 0.5
 
 
 def _region_patch(region, size, **style):
@@ -92,53 +90,6 @@ def member_ids(clusters, embedding, settings):
             for example_id in _member_ids(row, embedding)}
 
 
-def region_iou(first, second):
-    """Intersection over union of two normalised ``[ymin, xmin, ymax, xmax]`` regions."""
-    height = min(first[2], second[2]) - max(first[0], second[0])
-    width = min(first[3], second[3]) - max(first[1], second[1])
-    overlap = max(height, 0.0) * max(width, 0.0)
-    union = region_share(first) + region_share(second) - overlap
-    return overlap / union if union > 0 else 0.0
-
-
-def finding_groups(flagged):
-    """Flagged cluster rows -> lists of rows, one list per finding: a cluster joins the first
-    finding of its class with a cluster whose region overlaps its own by ``SAME_PLACE_IOU``."""
-    groups = []
-    for _, row in flagged.iterrows():
-        home = next((group for group in groups if group[0][CLASS] == row[CLASS] and any(
-            region_iou(member[clusters_table.REGION], row[clusters_table.REGION])
-            >= SAME_PLACE_IOU for member in group)), None)
-        if home is None:
-            groups.append([row])
-        else:
-            home.append(row)
-    return groups
-
-
-def group_sentence(group, class_count, settings=None):
-    """One sentence for a finding: the cluster's own reason, or for several clusters the same
-    sentence over their union (counts summed, flip rates weighted by occluded examples);
-    ``settings``: the run's FindingsConfig (None: the defaults)."""
-    if len(group) == 1:
-        return group[0][clusters_table.REASON]
-    occluded = [int(row[clusters_table.OCCLUDED_EXAMPLES]) for row in group]
-    tested = sum(occluded)
-
-    def weighted(column):
-        return sum(float(np.nan_to_num(row[column])) * count
-                   for row, count in zip(group, occluded)) / tested if tested else 0.0
-
-    regions = np.stack([np.asarray(row[clusters_table.REGION], float) for row in group])
-    union = np.concatenate([regions[:, :2].min(axis=0), regions[:, 2:].max(axis=0)])
-    names = [str(row[clusters_table.CLUSTER]) for row in group]
-    sentence = rules.reason(row_label(group[0]), sum(int(row[COUNT]) for row in group),
-                            class_count, union, weighted(clusters_table.FLIP_RATE),
-                            weighted(clusters_table.CONTROL_FLIP_RATE), tested,
-                            settings=settings)
-    return f"{sentence}; clusters {', '.join(names[:-1])} and {names[-1]}"
-
-
 def _finding_html(row, embedding, maps, css=None):
     mean_map = clusters_table.decode_mean_maps(row.to_frame().T)[0]
     title = f"{row_label(row)}, cluster {row[clusters_table.CLUSTER]}"
@@ -190,7 +141,7 @@ def findings_section(clusters, embedding, maps, settings):
     flagged = clusters[clusters[clusters_table.FLAGGED]]
     parts = ["<h2>Findings</h2>"]
     class_counts = clusters.groupby(CLASS)[COUNT].sum()
-    for group in finding_groups(flagged):
+    for group in finding_groups(row for _, row in flagged.iterrows()):
         if len(group) == 1:
             parts.append(_finding_html(group[0], embedding, maps))
             continue

@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 
 from gbp_ops import statistics
-from pipeline.records import class_label
+from pipeline.findings.merge import row_label
 from pipeline.tables import saliency as saliency_table
 from pipeline.tables import stats as stats_table
 
@@ -43,11 +43,6 @@ def class_rows(stats):
 def overall_row(stats):
     rows = stats[stats[stats_table.GROUP] == stats_table.GROUP_OVERALL]
     return rows.iloc[0] if len(rows) else None
-
-
-def row_label(row):
-    """``records.class_label`` of a ``stats`` or ``clusters`` row (``class``, ``class_name``)."""
-    return class_label(row[stats_table.CLASS], row.get(stats_table.CLASS_NAME))
 
 
 def _rest_moments(overall, row, stat):

@@ -54,7 +54,7 @@ class ReportInputs:
 def load_inputs(output_dir, top_n, box_area_share=None):
     """Reads a run's outputs once. ``top_n`` and ``box_area_share``: see ``write_report``."""
     run = manifest.read(output_dir)
-    stats = loader.load_stats(output_dir)
+    stats = loader.load_stats(output_dir, run.get("map_shape"))
     frame = loader.load_saliency(output_dir, maps=False)
     clusters = _optional_table(output_dir, tables.CLUSTERS)
     embedding = _optional_table(output_dir, tables.EMBEDDING)

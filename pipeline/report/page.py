@@ -4,6 +4,9 @@ import base64
 import html
 
 import numpy as np
+import pandas as pd
+
+from pipeline.records import UNDEFINED
 
 _CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -32,9 +35,15 @@ def esc(value):
     return html.escape(str(value))
 
 
+def undefined(value):
+    """Whether a cell holds no value (None, NaN, pandas' NA or NaT), shown as ``UNDEFINED``."""
+    return value is None or (np.ndim(value) == 0 and not isinstance(value, str)
+                             and bool(pd.isna(value)))
+
+
 def number(value, digits=3):
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "–"
+    if undefined(value):
+        return UNDEFINED
     if isinstance(value, str):
         return value
     if isinstance(value, (bool, np.bool_)):
@@ -48,7 +57,7 @@ def table(header, rows, text_columns=(0,)):
     """An HTML table; cells are escaped; columns in ``text_columns`` are left-aligned."""
     def cell(tag, index, value):
         css = ' class="text"' if index in text_columns else ""
-        return f"<{tag}{css}>{esc(value)}</{tag}>"
+        return f"<{tag}{css}>{esc(UNDEFINED if undefined(value) else value)}</{tag}>"
 
     head = "".join(cell("th", i, h) for i, h in enumerate(header))
     body = "".join("<tr>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>"

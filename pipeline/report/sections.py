@@ -5,8 +5,11 @@ import numpy as np
 
 from gbp_ops import statistics
 from pipeline import rankings
+from pipeline.findings.merge import row_label
+from pipeline.outputs.summary import conversion_words
+from pipeline.records import class_label
 from pipeline.report import figures
-from pipeline.report.flags import BORDER_RATIO, SIGNIFICANCE_Z, class_rows, overall_row, row_label
+from pipeline.report.flags import BORDER_RATIO, SIGNIFICANCE_Z, class_rows, overall_row
 from pipeline.report.page import esc, figure_html, number, png_data_uri, table
 from pipeline.tables import errors as errors_table
 from pipeline.tables import saliency as saliency_table
@@ -32,6 +35,7 @@ def counts_section(manifest, frame, errors):
         choice = manifest["precision_choice"]
         rows.append(("precision", f"{choice['precision']}, chosen by explain.precision=auto: "
                                   f"{choice['reason']}"))
+    rows += input_rows(manifest)
     fidelity = manifest.get("fidelity") or {}  # a reduced-precision run: maps vs float32's
     if fidelity.get("summary"):  # the line preflight measured and the manifest keeps
         rows.append(("precision fidelity", fidelity["summary"]))
@@ -55,6 +59,24 @@ def counts_section(manifest, frame, errors):
               r[errors_table.ERROR][:300]) for _, r in listed.iterrows()],
             text_columns=(0, 1, 2, 3)))
     return "\n".join(parts)
+
+
+def input_rows(manifest):
+    """The counts section's rows on the inputs: the scaling used and how it was decided (with
+    the accuracies measured), what preprocessing converted, and preflight's notes."""
+    rows = []
+    scaling = manifest.get("input_scaling")
+    if scaling:
+        rows.append(("input scaling", f"{scaling['scaling']}: {scaling['decided_by']}"))
+        if scaling.get("accuracy"):
+            rows.append((f"accuracy per scaling (first {scaling['sample_size']} labelled)",
+                         ", ".join(f"{name} {number(value, 2)}"
+                                   for name, value in scaling["accuracy"].items())))
+    converted = conversion_words(manifest.get("counts", {}))
+    if converted:
+        rows.append(("inputs converted to the model's input", converted))
+    rows += [("note", note) for note in manifest.get("notes", ())]
+    return rows
 
 
 def flags_section(border, box, has_box, box_area_share):
@@ -124,12 +146,15 @@ def histograms_section(stats):
 
 
 def _caption(row):
+    """An example's id, label and prediction (``records.class_label``; ``UNDEFINED`` when
+    absent) and its border and top-5% shares."""
     parts = [str(row[saliency_table.EXAMPLE_ID])]
-    label, predicted = row.get(saliency_table.LABEL_NAME), row.get(saliency_table.PREDICTED_NAME)
-    if isinstance(label, str) or isinstance(predicted, str):
-        parts.append(f"label {label}, predicted {predicted}")
-    parts.append(f"border {row[statistics.BORDER_SHARE]:.3f}, "
-                 f"top5 {row[statistics.TOP5_SHARE]:.3f}")
+    label = class_label(row.get(saliency_table.LABEL), row.get(saliency_table.LABEL_NAME))
+    predicted = class_label(row.get(saliency_table.PREDICTED),
+                            row.get(saliency_table.PREDICTED_NAME))
+    parts.append(f"label {label}, predicted {predicted}")
+    parts.append(f"border {number(row[statistics.BORDER_SHARE])}, "
+                 f"top5 {number(row[statistics.TOP5_SHARE])}")
     return "; ".join(parts)
 
 

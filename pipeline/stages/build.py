@@ -13,7 +13,7 @@ from apache_beam.ml.inference.base import RunInference
 from pipeline import tables
 from pipeline.findings.stage import FindStrategyClusters
 from pipeline.outputs import manifest, sinks
-from pipeline.records import DEAD_LETTERS, DEAD_LETTERS_SEEN, EXAMPLES_DONE
+from pipeline.records import CONVERSIONS, DEAD_LETTERS, DEAD_LETTERS_SEEN, EXAMPLES_DONE
 from pipeline.stages.aggregate import AggregateStats
 from pipeline.stages.counts import CountOutputs
 from pipeline.stages.model_handler import GuidedBackpropModelHandler
@@ -35,7 +35,8 @@ from pipeline.tables import stats as stats_table
 
 class ExplainExamples(beam.PTransform):
     """SourceRecords -> ``{'batches': AuditBatch, 'examples': PreparedExample, 'explained':
-    ExplainedBatch, 'dead_letters': (DeadLetter PCollections of preparing and of the rows)}``.
+    ExplainedBatch, 'conversions': conversion kinds (str, one per conversion),
+    'dead_letters': (DeadLetter PCollections of preparing and of the rows)}``.
 
     ``examples`` feeds the sanity check, ``explained`` (RunInference's output, before rows) the
     findings stage.
@@ -49,14 +50,14 @@ class ExplainExamples(beam.PTransform):
         plan = self._plan
         prepared = records | "Prepare" >> beam.ParDo(
             PrepareExamplesDoFn(plan.config, plan.input_shape)).with_outputs(
-                DEAD_LETTERS, main="examples")
+                DEAD_LETTERS, CONVERSIONS, main="examples")
         explained = prepared.examples | "GuidedBackprop" >> RunInference(
             GuidedBackpropModelHandler(plan.config))
         audited = explained | "ToAuditRows" >> beam.ParDo(
             ToAuditBatchDoFn(plan.config, plan.class_names)).with_outputs(
                 DEAD_LETTERS, main="batches")
         return {"batches": audited.batches, "examples": prepared.examples,
-                "explained": explained,
+                "explained": explained, CONVERSIONS: prepared[CONVERSIONS],
                 DEAD_LETTERS: (prepared[DEAD_LETTERS], audited[DEAD_LETTERS])}
 
 
@@ -87,13 +88,18 @@ def build_pipeline(p, plan, start_time=None, progress_dir=None):
     nothing = p | "Nothing" >> beam.Create([])
     staged, small_tables, stats = _audit_tables(batches, dead_letters, plan)
     sanity = _sanity_table(explained["examples"], config, small_tables, nothing)
-    findings_summary = _findings_tables(explained["explained"], plan, staged, small_tables,
-                                        nothing)
+    findings_summary, flagged = _findings_tables(explained["explained"], plan, staged,
+                                                 small_tables, nothing)
     _report_examples_table(batches, config, small_tables)
     staged.append(sinks.write_single_file_tables(p, config.output.path, small_tables))
     counts = {"input_records": read["records"], "damaged_shards": read[DEAD_LETTERS],
-              "saliency_rows": batches, "errors": dead_letters} | "Counts" >> CountOutputs()
-    published = _publish(p, plan, staged, counts, sanity, findings_summary, start_time)
+              "saliency_rows": batches, "errors": dead_letters,
+              "conversions": explained[CONVERSIONS]} | "Counts" >> CountOutputs()
+    schemas = {name: schema for name, (_, schema) in small_tables.items()}
+    schemas.update(_sharded_schemas(plan))
+    published = _publish(p, plan, staged, counts, sanity, (findings_summary, flagged),
+                         {name: schemas[name] for name in tables.TABLES if name in schemas},
+                         start_time)
     return {"batches": batches, "stats": stats, "dead_letters": dead_letters,
             "sanity": sanity, "manifest": published}
 
@@ -103,6 +109,21 @@ def _count_progress(batches, dead_letters, progress_dir):
     batches | "CountDone" >> beam.ParDo(CountProgressDoFn(EXAMPLES_DONE, progress_dir))
     dead_letters | "CountDeadLetters" >> beam.ParDo(
         CountProgressDoFn(DEAD_LETTERS_SEEN, progress_dir))
+
+
+def _saliency_schema(plan):
+    map_dtype = plan.config.output.map_dtype
+    return saliency_table.arrow_schema(
+        plan.map_shape, map_dtype, manifest.table_metadata(plan.manifest_base, map_dtype))
+
+
+def _sharded_schemas(plan):
+    """The schemas of the tables written through Beam's file sink (the others are in the
+    ``small_tables`` of the steps)."""
+    found = {tables.SALIENCY: _saliency_schema(plan)}
+    if plan.config.findings.enabled:
+        found[tables.ASSIGNMENTS] = assignments_table.ASSIGNMENTS_SCHEMA
+    return found
 
 
 def _audit_tables(batches, dead_letters, plan):
@@ -115,8 +136,7 @@ def _audit_tables(batches, dead_letters, plan):
     """
     config = plan.config
     map_dtype = config.output.map_dtype
-    saliency_schema = saliency_table.arrow_schema(
-        plan.map_shape, map_dtype, manifest.table_metadata(plan.manifest_base, map_dtype))
+    saliency_schema = _saliency_schema(plan)
     arrow_tables = batches | "ToArrowTables" >> beam.Map(
         saliency_table.encode, saliency_schema, map_dtype)
     stats = batches | "Aggregate" >> AggregateStats(plan.class_names)
@@ -143,17 +163,17 @@ def _sanity_table(examples, config, small_tables, nothing):
 def _findings_tables(explained, plan, staged, small_tables, nothing):
     """With ``findings.enabled``: ``assignments`` (sharded, added to ``staged``), ``clusters``
     and ``embedding`` (added to ``small_tables``). Returns the per-class manifest summaries
-    (``nothing`` when findings are off)."""
+    and the merged flagged findings (``nothing`` twice when findings are off)."""
     config = plan.config
     if not config.findings.enabled:
-        return nothing
+        return nothing, nothing
     found = explained | "Findings" >> FindStrategyClusters(config, plan.class_names)
     staged.append(sinks.write_table(found["assignments"], config.output.path,
                                     tables.ASSIGNMENTS, assignments_table.ASSIGNMENTS_SCHEMA))
     small_tables[tables.CLUSTERS] = (found["clusters"],
                                      clusters_table.arrow_schema(config.findings.map_size))
     small_tables[tables.EMBEDDING] = (found["embedding"], embedding_table.EMBEDDING_SCHEMA)
-    return found["summary"]
+    return found["summary"], found["flagged"]
 
 
 def _report_examples_table(batches, config, small_tables):
@@ -163,15 +183,21 @@ def _report_examples_table(batches, config, small_tables):
         small_tables[tables.EXAMPLES] = (shown, examples_table.EXAMPLES_SCHEMA)
 
 
-def _publish(p, plan, staged, counts, sanity, findings_summary, start_time):
-    """Once every table is staged: move them into place and write ``manifest.json``."""
+def _publish(p, plan, staged, counts, sanity, findings, schemas, start_time):
+    """Once every table is staged: move them into place (an empty file for an enabled table
+    with none; ``schemas``: every enabled table's) and write ``manifest.json``.
+
+    Args:
+        findings: ``(per-class summaries, merged flagged findings)`` PCollections.
+    """
+    summaries, flagged = findings
     return (
         p
         | "PublishTrigger" >> beam.Create([None])
         | "Publish" >> beam.ParDo(
             sinks.PublishDoFn(plan.config.output.path, plan.manifest_base,
-                              start_time or time.time()),
+                              start_time or time.time(), schemas),
             staged=beam.pvalue.AsList(tuple(staged) | "StagedFiles" >> beam.Flatten()),
             counts=beam.pvalue.AsDict(counts), sanity=beam.pvalue.AsList(sanity),
-            findings=beam.pvalue.AsList(findings_summary))
+            findings=beam.pvalue.AsList(summaries), flagged=beam.pvalue.AsList(flagged))
     )

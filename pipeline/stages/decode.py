@@ -187,6 +187,8 @@ def _first_line(error):
 
 
 def _decode_encoded(data, preprocess, target_size):
+    """``(decoded tf.Tensor, (height, width) of the image at full size, or None when it is
+    the decoded size)``."""
     kind = sniff_format(data)
     header = None
     if preprocess.max_pixels:
@@ -199,8 +201,8 @@ def _decode_encoded(data, preprocess, target_size):
         ratio = jpeg_ratio(height, width, target_size)
     try:
         if ratio > 1:
-            return tf.io.decode_jpeg(data, ratio=ratio)
-        return tf.io.decode_image(data, expand_animations=False)
+            return tf.io.decode_jpeg(data, ratio=ratio), (height, width)
+        return tf.io.decode_image(data, expand_animations=False), None
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
         raise _decode_error(_first_line(error)) from error
 
@@ -244,16 +246,23 @@ def decode_pixels(image, source, preprocess=None, target_size=None):
         StageError(decode): over ``max_pixels``, a header that does not parse, undecodable
             bytes, raw bytes that do not fit ``raw_shape``, or a shape not (H, W, 1|3|4).
     """
+    return decode_pixels_and_size(image, source, preprocess, target_size)[0]
+
+
+def decode_pixels_and_size(image, source, preprocess=None, target_size=None):
+    """``decode_pixels``, and the image's ``(height, width)`` at full size (a scaled JPEG's
+    header size; else the decoded size): what preprocessing resized from."""
     preprocess = preprocess or PreprocessConfig()
+    full_size = None
     if isinstance(image, np.ndarray):
         array = image
     elif source.image_encoding == "raw":
         array = _decode_raw(image, source)
     else:
-        array = _decode_encoded(image, preprocess, target_size)
+        array, full_size = _decode_encoded(image, preprocess, target_size)
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or min(array.shape[:2]) < 1:
         raise StageError(STAGE_DECODE, f"image shape {list(array.shape)} is not (H, W, 1|3|4)")
     check_pixels(*array.shape[:2], preprocess.max_pixels, skipped="preprocessed")  # raw, arrays
-    return array
+    return array, tuple(full_size or (int(array.shape[0]), int(array.shape[1])))

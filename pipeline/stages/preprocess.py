@@ -6,15 +6,24 @@ import tensorflow as tf
 
 from pipeline.images import scale_pixels
 from pipeline.records import (
+    ALPHA_DROPPED,
+    COLOUR_TO_GREY,
+    CONVERSIONS,
+    CONVERTED_PREFIX,
     DEAD_LETTERS,
+    DOWNSCALED,
+    GREY_TO_COLOUR,
+    METRICS_NAMESPACE,
+    RESIZE_FACTOR,
     STAGE_PARSE,
     STAGE_PREPROCESS,
+    UPSCALED,
     DeadLetter,
     PreparedExample,
     RawExample,
     StageError,
 )
-from pipeline.stages.decode import decode_pixels
+from pipeline.stages.decode import decode_pixels_and_size
 
 RGB_TO_GRAY = np.array([0.2989, 0.5870, 0.1140], np.float32)
 
@@ -161,8 +170,43 @@ def resolve_target(policy, fixed_target, label):
     return -1
 
 
+def conversions(channels, full_size, input_shape):
+    """What preparing an image for the model does to it (``records.CONVERSION_KINDS``).
+
+    Args:
+        channels: the decoded image's channels (1, 3 or 4).
+        full_size: ``(height, width)`` of the image at full size.
+        input_shape: the model input ``(H, W, C)``.
+
+    Returns:
+        A tuple of kinds, in ``CONVERSION_KINDS`` order; empty when the image is only scaled.
+    """
+    height, width, model_channels = input_shape
+    kinds = []
+    if channels in (3, 4) and model_channels == 1:
+        kinds.append(COLOUR_TO_GREY)
+    if channels == 1 and model_channels == 3:
+        kinds.append(GREY_TO_COLOUR)
+    if channels == 4:
+        kinds.append(ALPHA_DROPPED)
+    if height > RESIZE_FACTOR * full_size[0] or width > RESIZE_FACTOR * full_size[1]:
+        kinds.append(UPSCALED)
+    if full_size[0] > RESIZE_FACTOR * height or full_size[1] > RESIZE_FACTOR * width:
+        kinds.append(DOWNSCALED)
+    return tuple(kinds)
+
+
 def prepare_example(record, config, input_shape):
     """SourceRecord -> PreparedExample; the one place the per-record steps are chained.
+
+    Raises:
+        StageError: the stage that failed and why.
+    """
+    return prepare_and_convert(record, config, input_shape)[0]
+
+
+def prepare_and_convert(record, config, input_shape):
+    """``prepare_example``, and what it did to the image (``conversions``).
 
     Raises:
         StageError: the stage that failed and why.
@@ -173,18 +217,22 @@ def prepare_example(record, config, input_shape):
     else:
         raw = tfds_features_to_raw(record.position, record.payload, source)
     try:
-        decoded = decode_pixels(raw.image, source, config.preprocess, input_shape[:2])
+        decoded, full_size = decode_pixels_and_size(raw.image, source, config.preprocess,
+                                                    input_shape[:2])
         image, display = preprocess_with_display(decoded, input_shape, config.preprocess)
         target = resolve_target(config.explain.target, config.fixed_target, raw.label)
     except StageError as error:
         error.example_id = raw.example_id  # known once parsed; name the dead letter by it
         raise
-    return PreparedExample(raw.example_id, raw.position, image, display, raw.label, raw.box,
-                           target)
+    return (PreparedExample(raw.example_id, raw.position, image, display, raw.label, raw.box,
+                            target),
+            conversions(int(decoded.shape[-1]), full_size, input_shape))
 
 
 class PrepareExamplesDoFn(beam.DoFn):
-    """SourceRecord -> PreparedExample, or a DeadLetter (tagged) naming the failed stage."""
+    """SourceRecord -> PreparedExample, or a DeadLetter (tagged ``DEAD_LETTERS``) naming the
+    failed stage; and, tagged ``CONVERSIONS``, one ``records.CONVERSION_KINDS`` string per
+    conversion the example went through (also the counters ``converted_<kind>``)."""
 
     def __init__(self, config, input_shape):
         self._config = config
@@ -201,7 +249,7 @@ class PrepareExamplesDoFn(beam.DoFn):
 
     def process(self, record):
         try:
-            example = prepare_example(record, self._config, self._input_shape)
+            example, kinds = prepare_and_convert(record, self._config, self._input_shape)
         except StageError as error:
             self._count_failure(error.stage)
             yield beam.pvalue.TaggedOutput(
@@ -209,6 +257,9 @@ class PrepareExamplesDoFn(beam.DoFn):
                                          error.stage, str(error)))
             return
         self._prepared.inc()
+        for kind in kinds:
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, CONVERTED_PREFIX + kind).inc()
+            yield beam.pvalue.TaggedOutput(CONVERSIONS, kind)
         yield example
 
 

@@ -23,11 +23,37 @@ OCCLUDED_EXAMPLES = "occluded_examples"
 FLAGGED = "flagged"
 REASON = "reason"
 
+CLUSTERS_DESCRIPTION = ("One row per (explained class, strategy cluster) of the findings stage, "
+                        "with its occlusion test and whether it is flagged.")
+CLUSTERS_COLUMNS = {
+    CLASS: ("class index", "the explained class"),
+    CLASS_NAME: ("", "the explained class's name; null without class names"),
+    CLUSTER: ("", "the cluster's index within its class, 0-based"),
+    COUNT: ("examples", "examples of the class assigned to the cluster (every example, not "
+                        "only the sample)"),
+    SHARE: ("share 0-1", "example_count / examples of the class"),
+    ACCURACY: ("share 0-1", "share of the cluster's labelled examples predicted correctly; "
+                            "null without labels"),
+    MEAN_MAP: ("0-1", "mean of the cluster's sampled small maps, each divided by its max; "
+                      "row-major findings.map_size**2"),
+    REGION: ("0-1 of the map", "the hot region [ymin, xmin, ymax, xmax]"),
+    CONTROL_REGION: ("0-1 of the map", "the same-sized region where the mean map is lowest "
+                                       "[ymin, xmin, ymax, xmax]"),
+    FLIP_RATE: ("share 0-1", "share of occluded members whose prediction changes when the "
+                             "region is covered; null when none could be occluded"),
+    CONTROL_FLIP_RATE: ("share 0-1", "the same for the control region; null when none could "
+                                     "be occluded"),
+    OCCLUDED_EXAMPLES: ("examples", "members tested by occlusion"),
+    FLAGGED: ("", "the cluster relies on a small region that, covered, changes its "
+                  "predictions (findings rules)"),
+    REASON: ("", "one sentence describing the cluster and its occlusion test"),
+}
+
 
 def arrow_schema(map_size):
     """The table's Arrow schema for small maps of ``map_size x map_size``."""
     return with_nullable_ints(pa.schema([
-        pa.field(CLASS, pa.int64()),
+        pa.field(CLASS, pa.int64(), nullable=False),
         pa.field(CLASS_NAME, pa.string()),
         pa.field(CLUSTER, pa.int64(), nullable=False),
         pa.field(COUNT, pa.int64(), nullable=False),
@@ -41,7 +67,7 @@ def arrow_schema(map_size):
         pa.field(OCCLUDED_EXAMPLES, pa.int64(), nullable=False),
         pa.field(FLAGGED, pa.bool_(), nullable=False),
         pa.field(REASON, pa.string()),
-    ]), (CLASS,))
+    ]), ())
 
 
 def _nullable(value):

@@ -54,10 +54,36 @@ def _schema():
                pa.field(TOP5_OVERLAP, pa.float64())]
     fields += [pa.field(change_column(name), pa.float64()) for name in AGGREGATED_STATISTICS]
     nullable = [LABEL] + [side_column(side, column) for side in SIDES for column in _INT_COLUMNS]
-    return with_nullable_ints(pa.schema(fields), nullable)
+    booleans = [side_column(side, CORRECT) for side in SIDES] + [FLIPPED]
+    return with_nullable_ints(pa.schema(fields), nullable, booleans=booleans)
 
 
 COMPARISON_EXAMPLES_SCHEMA = _schema()
+
+COMPARISON_EXAMPLES_DESCRIPTION = (
+    "One row per example id of either run of a comparison: both runs' target, prediction, "
+    "correctness, cluster and statistics, and for a shared id the flip, the maps' similarity "
+    "and each statistic's change.")
+_SIDE_MEANINGS = {TARGET: ("class index", "the explained class"),
+                  PREDICTED: ("class index", "the model's top class"),
+                  CORRECT: ("", "predicted == label; null without a label"),
+                  CLUSTER: ("", "its strategy cluster; null without findings")}
+COMPARISON_EXAMPLES_COLUMNS = {
+    EXAMPLE_ID: ("", "the example"),
+    PRESENCE: ("", "'shared', 'baseline_only' or 'current_only'"),
+    LABEL: ("class index", "the labelled class; null without a label"),
+    **{side_column(side, column): (_SIDE_MEANINGS.get(column, ("", ""))[0],
+                                   f"the {side} run's " + _SIDE_MEANINGS.get(
+                                       column, ("", f"{column} (saliency table)"))[1]
+                                   + "; null when the example is not in that run")
+       for side in SIDES for column in SIDE_COLUMNS},
+    FLIPPED: ("", "shared ids: the predicted class differs between the runs"),
+    SPEARMAN: ("-1 to 1", "shared ids: Spearman correlation of the two runs' |map|"),
+    TOP5_OVERLAP: ("share 0-1", "shared ids: overlap of the two maps' top 5% pixels"),
+    **{change_column(name): ("the statistic's unit", f"shared ids: current minus baseline "
+                                                     f"{name}")
+       for name in AGGREGATED_STATISTICS},
+}
 
 
 def encode(columns):

@@ -50,11 +50,32 @@ def _side_fields(side):
 
 
 COMPARISON_FINDINGS_SCHEMA = with_nullable_ints(pa.schema([
-    pa.field(CLASS, pa.int64()), pa.field(CLASS_NAME, pa.string()),
+    pa.field(CLASS, pa.int64(), nullable=False), pa.field(CLASS_NAME, pa.string()),
     pa.field(STATUS, pa.string(), nullable=False), pa.field(PROVEN, pa.bool_(), nullable=False),
     *[field for side in SIDES for field in _side_fields(side)],
     pa.field(CONTROL_REGION, pa.list_(pa.float64())),
     pa.field(OCCLUDED, pa.int64()),
     pa.field(MEMBER_OVERLAP, pa.float64()), pa.field(REGION_IOU, pa.float64()),
     pa.field(SENTENCE, pa.string(), nullable=False),
-]), (CLASS,))
+]), [side_column(side, MEMBERS) for side in SIDES] + [OCCLUDED])
+
+COMPARISON_FINDINGS_DESCRIPTION = (
+    "One row per finding of either run of a comparison, with its status and the proof.")
+COMPARISON_FINDINGS_COLUMNS = {
+    CLASS: ("class index", "the explained class"),
+    CLASS_NAME: ("", "its name; null without class names"),
+    STATUS: ("", "'new', 'persisting', 'resolved' or 'moved'"),
+    PROVEN: ("", "false when the re-occlusion could not run"),
+    **{column: (unit, f"the {side} run's {meaning}; null when the finding is not in it")
+       for side in SIDES for column, unit, meaning in (
+           (side_column(side, FINDING_CLUSTERS), "", "clusters of the finding"),
+           (side_column(side, MEMBERS), "examples", "examples assigned to them"),
+           (side_column(side, REGION), "0-1 of the map", "region [ymin, xmin, ymax, xmax]"),
+           (side_column(side, FLIP_RATE), "share 0-1", "flip rate"),
+           (side_column(side, CONTROL_FLIP_RATE), "share 0-1", "control flip rate"))},
+    CONTROL_REGION: ("0-1 of the map", "the control region occluded"),
+    OCCLUDED: ("examples", "members occluded with the current model"),
+    MEMBER_OVERLAP: ("share 0-1", "share of the baseline finding's members in the current one"),
+    REGION_IOU: ("0-1", "intersection over union of the two regions"),
+    SENTENCE: ("", "one sentence stating the status"),
+}

@@ -13,11 +13,21 @@ EMBEDDING_Y = "y"
 
 EMBEDDING_SCHEMA = with_nullable_ints(pa.schema([
     pa.field(EXAMPLE_ID, pa.string(), nullable=False),
-    pa.field(CLASS, pa.int64()),
+    pa.field(CLASS, pa.int64(), nullable=False),
     pa.field(CLUSTER, pa.int64(), nullable=False),
     pa.field(EMBEDDING_X, pa.float64()),
     pa.field(EMBEDDING_Y, pa.float64()),
-]), (CLASS,))
+]), ())
+
+EMBEDDING_DESCRIPTION = ("A 2-D view of each class's clustered sample (first two non-trivial "
+                         "eigenvectors of its normalised graph Laplacian).")
+EMBEDDING_COLUMNS = {
+    EXAMPLE_ID: ("", "the sampled example"),
+    CLASS: ("class index", "the explained class"),
+    CLUSTER: ("", "its cluster within the class (clusters.cluster)"),
+    EMBEDDING_X: ("", "first embedding coordinate"),
+    EMBEDDING_Y: ("", "second embedding coordinate"),
+}
 
 
 def encode_rows(found):

@@ -87,8 +87,8 @@ def report_findings(output, arrays, box=demo_assets.MARK_BOX):
     clusters = pd.read_parquet(f"{output}/clusters")
     flagged = clusters[clusters.flagged]
     values = {
-        "flagged_square_clusters": float((flagged.class_name == "square").sum()),
-        "flagged_circle_clusters": float((flagged.class_name != "square").sum()),
+        "flagged_square_clusters": float((flagged.target_name == "square").sum()),
+        "flagged_circle_clusters": float((flagged.target_name != "square").sum()),
         "region_overhang": math.nan, "largest_region_share": math.nan,
         "least_flip_rate": math.nan, "most_control_flip_rate": math.nan,
         "precision": math.nan, "recall": math.nan,
@@ -150,7 +150,7 @@ def aggregates(output, arrays, box=demo_assets.MARK_BOX):
 
     output = str(output)
     stats = pd.read_parquet(f"{output}/stats")
-    classes = stats[stats.group == "class"].set_index("class_name")
+    classes = stats[stats.group_kind == "class"].set_index("target_name")
     side = int(round(math.sqrt(len(classes.mean_map.iloc[0]))))
     means = {name: np.asarray(classes.mean_map[name], np.float64).reshape(side, side)
              for name in ("square", "circle")}
@@ -196,7 +196,7 @@ def sanity(output):
     and its distance to the nearest verdict band edge (informative: the test derives the
     wording from the number, so any value passes)."""
     rows = pd.read_parquet(f"{output}/sanity")
-    randomization = rows[rows.check == "randomization"]
+    randomization = rows[rows.sanity_check == "randomization"]
     depth = min(3, int(randomization.depth.max()))
     spearman = float(randomization[randomization.depth == depth].spearman.mean())
     return {"verdict_spearman": spearman,

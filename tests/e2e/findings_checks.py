@@ -44,7 +44,7 @@ def planted_group(arrays, output, mark=findings_data.MARK):
 
     clusters = pd.read_parquet(f"{output}/clusters")
     flagged = clusters[clusters.flagged]
-    stripes = flagged[flagged["class"] == STRIPES]
+    stripes = flagged[flagged.target == STRIPES]
     values = {"flagged_stripes_clusters": float(len(stripes)),
               "flagged_dots_clusters": float(len(flagged) - len(stripes)),
               "precision": math.nan, "recall": math.nan, "least_flip_rate": math.nan,
@@ -86,9 +86,9 @@ def report_opening(output):
 
     text, pictures = helpers.check_report_page(write_report(str(output)))
     clusters = pd.read_parquet(f"{output}/clusters")
-    stripes = clusters[clusters["class"] == STRIPES]
+    stripes = clusters[clusters.target == STRIPES]
     flagged = stripes[stripes.flagged]
-    count, total = int(flagged["count"].sum()), int(stripes["count"].sum())
+    count, total = int(flagged.example_count.sum()), int(stripes.example_count.sum())
     opening = (f'<div class="flag">stripes: {count:,} of {total:,} examples ({count / total:.0%})'
                " rely on a small region at the lower right")
     findings, counts = text.find("<h2>Findings</h2>"), text.find("<h2>Counts</h2>")
@@ -109,7 +109,7 @@ def report_opening(output):
 def same_tables(first, second):
     """1 when two runs wrote equal assignments, clusters and embedding tables, else 0."""
     for table in ("assignments", "clusters", "embedding"):
-        keys = ["example_id"] if table != "clusters" else ["class", "cluster"]
+        keys = ["example_id"] if table != "clusters" else ["target", "cluster"]
         one, two = (pd.read_parquet(f"{output}/{table}").sort_values(keys).reset_index(drop=True)
                     for output in (first, second))
         try:

@@ -3,8 +3,10 @@
 import html.parser
 import io
 import os
+import re
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from demo.reference_model import build_reference_model
@@ -46,11 +48,27 @@ def run_demo_preset(pattern, model_path, output, *extra, beam_args=(), findings=
     manifest. Findings run only when asked for (``findings=True``)."""
     argv = ["--config", DEMO_PRESET, "--set", f"source.pattern={pattern}",
             "--set", f"model.path={model_path}", "--output", str(output),
+            # the test data is the demo's kind of data: its names and boxes, said explicitly
+            # (a preset pointed at other data drops them)
+            "--set", "source.class_names=[circle, square]",
+            "--set", "source.box_key=image/mark_box",
             "--set", "sanity.enabled=false",  # the sanity stage has its own test
             "--set", f"findings.enabled={str(findings).lower()}"]  # so do findings
     for override in extra:
         argv += ["--set", override]
     return cli.run([*argv, *beam_args])
+
+
+def check_summary_clock(text, timing, after):
+    """The summary ``text`` says one wall time that its three parts add up to (within a
+    second), and the part after the batches names ``after`` (e.g. ``"(tables, report)"``)."""
+    wall = re.search(r"gbp-audit: ([\d.]+) s wall", text)
+    parts = re.search(r"([\d.]+) s before the first batch, ([\d.]+) s of batches, ([\d.]+) s "
+                      r"after the last (\([^)]*\))", text)
+    assert wall and parts, text
+    assert float(wall.group(1)) == pytest.approx(sum(map(float, parts.groups()[:3])), abs=1.0)
+    assert float(wall.group(1)) == pytest.approx(timing["wall_seconds"], abs=0.05)
+    assert parts.group(4) == after
 
 
 def decode_png(data):

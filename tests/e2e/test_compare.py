@@ -98,7 +98,7 @@ def test_retraining_without_the_shortcut_resolves_the_finding(planted, capsys):
                                  "compare.fail_on=[persisting_finding]"), capsys)
     assert code == 0, err
     findings = pd.read_parquet(root / "clean" / "comparison_findings")
-    resolved = findings[findings["class"] == STRIPES]
+    resolved = findings[findings.target == STRIPES]
     assert list(resolved.status) == ["resolved"], findings.sentence.tolist()
     row = resolved.iloc[0]
     assert row.proven and row.occluded_examples >= 5
@@ -140,7 +140,7 @@ def test_the_reverse_is_a_new_finding_and_exits_3_after_writing_everything(plant
     assert (output / "report.html").exists() and "report.html" in out
     findings = pd.read_parquet(output / "comparison_findings")
     new = findings[findings.status == "new"]
-    assert list(new["class"]) == [STRIPES] and new.iloc[0].current_flip_rate >= 0.8
+    assert list(new.target) == [STRIPES] and new.iloc[0].current_flip_rate >= 0.8
     assert new.iloc[0].sentence.startswith("stripes: a new shortcut at the lower right")
     comparison = _comparison(output)
     assert comparison["failed"] == [{"condition": "new_finding", "why": "1 new finding(s)"}]

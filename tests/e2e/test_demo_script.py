@@ -29,14 +29,17 @@ def demo_run(tmp_path_factory):
 # each CPU, so its figures differ from host to host. These tests assert only what holds for any
 # model that learned the shortcut. Each threshold was checked by scripts/check_demo_margins.py
 # over model seeds 0-4 x oneDNN kernels on and off (10 models, the demo's own data); "least" and
-# "most" below are the extremes over those 10, and each test fails on the script's negative
-# controls: a model trained on the same kind of images without a mark, and (for the tests that
-# locate the mark) the mark's box moved to the mirrored corner.
+# "most" below are the extremes over those 10. Each test fails on the script's negative
+# controls: a model trained on the same kind of images without a mark (all three), and the mark's
+# box moved to the mirrored corner (the two tests that locate the mark).
 
 RELIANCE_BOUNDS = (
     Bound("painted_circles_called_square", ">", 0.8),  # least 1.0, margin 0.2
     Bound("marked_squares_right", ">", 0.9),  # least 1.0, margin 0.1
-    Bound("covered_mark_flips", ">", 0.7),  # least 0.90, margin 0.2
+    # least 0.90, margin 0.2; a model trained without a mark: 0.10 (it calls a marked faint
+    # square "square" for the white patch's own square shape, so the first two bounds alone
+    # would not tell: 0.78 and 0.90 there)
+    Bound("covered_mark_flips", ">", 0.7),
     Bound("covered_control_flips", "<", 0.1),  # most 0, margin 0.1
 )
 
@@ -83,16 +86,19 @@ def test_report_opens_with_the_marked_squares(demo_run):
 # circles' share in the box ranged 0.40-0.96x the area. These read the marked images directly.
 AGGREGATE_BOUNDS = (
     # the marked images' mass in the mark's box (the stats table's box_share): least 11.1x the
-    # box's area, 2.2x the threshold
-    Bound("marked_box_share_over_area", ">", 5),
+    # box's area, margin 3.1x. A model trained without a mark puts 6.5x there (guided backprop
+    # follows the white patch's edges whatever the model learned) and fails.
+    Bound("marked_box_share_over_area", ">", 8),
     # per-example maps (saliency table): a marked image has more of its mass in the box than
-    # an unmarked one, in every pair on every model (least 1.0, margin 0.1)
+    # an unmarked one, in every pair on every model (least 1.0, margin 0.1; the mirrored
+    # corner: 0.39-0.58)
     Bound("marked_above_unmarked", ">=", 0.9),
     # the squares' class mean map puts more of its mass in the box than the circles': least
-    # 2.40x, 1.6x the threshold
+    # 2.40x, 1.6x the threshold (the mirrored corner: 0.39-0.86x)
     Bound("square_over_circle_share", ">", 1.5),
     # and the squares-minus-circles mean map peaks there: its best box-sized window overlapping
-    # the box beats the best one apart from it by least 1.31x (margin 0.31)
+    # the box beats the best one apart from it by least 1.31x (margin 0.31; the mirrored
+    # corner: at most 0.07x)
     Bound("peak_at_box", ">", 1),
 )
 
@@ -111,8 +117,8 @@ def test_report_is_one_file_with_a_mean_map_per_class(demo_run):
     _, pictures = helpers.check_report_page(str(output / "report.html"))
     alts = [alt for alt, _ in pictures]
     stats = pd.read_parquet(output / "stats")
-    for _, row in stats[stats.group == "class"].iterrows():
-        assert any(alt.startswith(f"mean map: {row['class_name']}, ")
+    for _, row in stats[stats.group_kind == "class"].iterrows():
+        assert any(alt.startswith(f"mean map: {row['target_name']}, ")
                    for alt in alts)
     assert not (output / "report").exists()
 
@@ -161,16 +167,18 @@ def _assert_verdict_matches_numbers(verdict, sanity):
 def test_sanity_check_runs_on_the_demo(demo_run):
     output = demo_run[0]
     rows = pd.read_parquet(output / "sanity")
-    assert set(rows.check) == {"randomization", "class_sensitivity"}
-    classes = rows[rows.check == "class_sensitivity"]
+    assert set(rows.sanity_check) == {"randomization", "class_sensitivity"}
+    classes = rows[rows.sanity_check == "class_sensitivity"]
     assert len(classes) == 32 and (classes.depth == 0).all()
     assert (classes.target != classes.other_class).all()
-    sanity = rows[rows.check == "randomization"]
+    sanity = rows[rows.sanity_check == "randomization"]
     assert sanity.depth.min() == 1 and sanity.depth.nunique() >= 3
     assert len(sanity) == 32 * sanity.depth.nunique()
     for column in ("spearman", "ssim"):
         values = sanity[column].dropna()
         assert len(values) > 0 and values.between(-1, 1).all()
     manifest = json.loads((output / "manifest.json").read_text())
+    # the wording follows the number, so any trained model passes; the verdict's mean Spearman
+    # was 0.92-0.95 on the 10 models of scripts/check_demo_margins.py, >= 0.42 from a band edge
     _assert_verdict_matches_numbers(manifest["sanity"]["verdict"], sanity)
     assert "Sanity check" in (output / "report.html").read_text()

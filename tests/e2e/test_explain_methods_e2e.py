@@ -46,9 +46,9 @@ def test_guided_gradcam_with_smoothgrad_end_to_end(tmp_path):
     assert np.abs(expected).max() > 0
 
     sanity_rows = pd.read_parquet(output / "sanity")
-    by_check = sanity_rows.groupby("check").size().to_dict()
+    by_check = sanity_rows.groupby("sanity_check").size().to_dict()
     assert by_check == {"class_sensitivity": SAMPLE, "randomization": SAMPLE}
-    classes = sanity_rows[sanity_rows.check == "class_sensitivity"]
+    classes = sanity_rows[sanity_rows.sanity_check == "class_sensitivity"]
     assert (classes.target != classes.other_class).all()
     assert set(classes.other_class) <= {0, 1}
     verdict = manifest["sanity"]["verdict"]

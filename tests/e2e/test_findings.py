@@ -26,9 +26,12 @@ BASE = ("source.box_key=null", "source.class_names=[dots, stripes]", "output.rep
         "explain.batch_size=16")
 
 
+_MANIFESTS = {}  # run folder -> the manifest ``cli.run`` returned (with its timing)
+
+
 def _run(root, data, model, name, *extra):
-    helpers.run_demo_preset(str(data / "*.tfrecord"), str(model), root / name, *BASE, *extra,
-                            findings=True)
+    _MANIFESTS[root / name] = helpers.run_demo_preset(
+        str(data / "*.tfrecord"), str(model), root / name, *BASE, *extra, findings=True)
     return root / name
 
 
@@ -75,7 +78,7 @@ def test_two_runs_give_identical_assignments_and_tables(planted):
     _, runs = planted
     for table in ("assignments", "clusters", "embedding"):
         first, second = (pd.read_parquet(runs[name] / table).sort_values(
-            ["example_id"] if table != "clusters" else ["class", "cluster"]).reset_index(
+            ["example_id"] if table != "clusters" else ["target", "cluster"]).reset_index(
                 drop=True) for name in ("first", "second"))
         pd.testing.assert_frame_equal(first, second)
 
@@ -102,8 +105,8 @@ def test_streaming_assignment_agrees_with_the_clustering(planted):
     clusters = pd.read_parquet(runs["bounded"] / "clusters")
     frame = pipeline.load_saliency(str(runs["bounded"]), maps=False)
     counted = frame.groupby(["target", "cluster"]).size()
-    assert [counted[(c, k)] for c, k in zip(clusters["class"], clusters.cluster)] == list(
-        clusters["count"])
+    assert [counted[(c, k)] for c, k in zip(clusters.target, clusters.cluster)] == list(
+        clusters.example_count)
 
 
 CLEAN_BOUNDS = (
@@ -139,3 +142,12 @@ REPORT_BOUNDS = (
 def test_report_opens_with_the_finding(planted):
     _, runs = planted
     assert_bounds(findings_checks.report_opening(runs["first"]), REPORT_BOUNDS)
+
+
+def test_the_summary_of_a_run_with_findings_adds_up_and_names_them(planted):
+    from pipeline.outputs import summary
+
+    _, runs = planted
+    manifest = _MANIFESTS[runs["first"]]
+    helpers.check_summary_clock(summary.summary(manifest), manifest["timing"],
+                                after="(findings, tables)")

@@ -59,7 +59,7 @@ def test_gate_rule_end_to_end(tmp_path):
     assert (np.abs(expected).max(axis=(1, 2)) > 0).sum() >= NUM_EXAMPLES // 2
 
     sanity_rows = pd.read_parquet(output / "sanity")
-    assert sanity_rows.groupby("check").size().to_dict() == {
+    assert sanity_rows.groupby("sanity_check").size().to_dict() == {
         "class_sensitivity": SAMPLE, "randomization": SAMPLE}
     assert manifest["sanity"]["verdict"].startswith(
         "Method: guided_backprop with the gate rule at activations other than ReLU")

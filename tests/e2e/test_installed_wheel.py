@@ -167,4 +167,4 @@ def test_cli_from_the_installed_wheel_runs_with_two_worker_processes(venv, tmp_p
     assert sorted(frame.example_id) == sorted(str(i) for i in arrays["ids"])
     assert len(pd.read_parquet(output / "errors")) == 0
     stats = pd.read_parquet(output / "stats")
-    assert stats.loc[stats.group == "overall", "count"].item() == NUM_EXAMPLES
+    assert stats.loc[stats.group_kind == "overall", "example_count"].item() == NUM_EXAMPLES

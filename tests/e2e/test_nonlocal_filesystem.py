@@ -257,7 +257,7 @@ def test_every_table_is_published_and_readable_through_beam_filesystems(remote_r
     errors_files = FileSystems.match([f"{output}/errors/*.parquet"])[0].metadata_list
     assert len(stats_files) == 1 and len(errors_files) == 1
     stats = _read_parquet(stats_files[0].path).to_pandas()
-    assert stats.loc[stats.group == "overall", "count"].item() == NUM_EXAMPLES
+    assert stats.loc[stats.group_kind == "overall", "example_count"].item() == NUM_EXAMPLES
     assert _read_parquet(errors_files[0].path).num_rows == 0
     published = sorted(path[len(output) + 1:] for path in InMemoryObjectStore.paths_under(
         f"{output}/") if path.endswith(".parquet"))

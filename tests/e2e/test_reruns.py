@@ -35,7 +35,7 @@ def _tables(output):
     frames = {}
     for table in TABLES:
         frame = pd.read_parquet(output / table)
-        keys = [c for c in ("example_id", "group", "class", "correct") if c in frame]
+        keys = [c for c in ("example_id", "group_kind", "target", "correct") if c in frame]
         frames[table] = frame.sort_values(keys).reset_index(drop=True) if len(frame) else frame
     return frames
 

@@ -90,6 +90,10 @@ def test_timing_splits_the_measured_wall_around_the_batches(single_run):
     assert "timing" not in json.loads((single_run[0] / "manifest.json").read_text())
     assert any(f"{timing['batch_seconds']:.1f} s of batches" in line
                for line in cli.summary(manifest).splitlines())
+    # one clock: the summary's wall time is the one its parts add up to, and the part after
+    # the batches names what ran (no findings, no sanity in this run)
+    helpers.check_summary_clock(cli.summary(manifest), timing, after="(tables, report)")
+    assert timing["wall_seconds"] == pytest.approx(measured, abs=0.3)
 
 
 def test_counts_reconcile_and_every_example_has_a_row(dataset, single_run):
@@ -131,7 +135,7 @@ def _pandas_aggregates(frame, group_columns):
         maps = np.stack(group.saliency.to_numpy())
         peaks = np.abs(maps).max(axis=1, keepdims=True)
         rows[key if not isinstance(key, tuple) or len(key) > 1 else key[0]] = {
-            "count": len(group),
+            "example_count": len(group),
             **{f"{name}_mean": group[name].mean() for name in STATISTIC_NAMES},
             **{f"{name}_std": group[name].std() for name in STATISTIC_NAMES},
             "mean_map": (np.abs(maps) / np.where(peaks > 0, peaks, 1)).mean(axis=0),
@@ -148,21 +152,21 @@ def test_aggregates_equal_pandas_recomputation(single_run):
         "class": _pandas_aggregates(frame, ["target"]),
         "class_correct": _pandas_aggregates(frame, ["target", "correct"]),
     }
-    assert (stats.group == "overall").sum() == 1
+    assert (stats.group_kind == "overall").sum() == 1
     for _, row in stats.iterrows():
-        if row.group == "overall":
+        if row.group_kind == "overall":
             expected = expectations["overall"][None]
-        elif row.group == "class":
-            expected = expectations["class"][row["class"]]
+        elif row.group_kind == "class":
+            expected = expectations["class"][row.target]
         else:
-            expected = expectations["class_correct"][(row["class"], row.correct)]
-        assert row["count"] == expected["count"]
+            expected = expectations["class_correct"][(row.target, row.correct)]
+        assert row.example_count == expected["example_count"]
         for name in STATISTIC_NAMES:
             assert row[f"{name}_mean"] == pytest.approx(expected[f"{name}_mean"], rel=1e-9)
-            if expected["count"] > 1:
+            if expected["example_count"] > 1:
                 assert row[f"{name}_std"] == pytest.approx(expected[f"{name}_std"], rel=1e-6)
         np.testing.assert_allclose(row.mean_map, expected["mean_map"], rtol=1e-5, atol=1e-7)
-    assert stats[stats.group == "class"]["count"].sum() == len(frame)
+    assert stats[stats.group_kind == "class"].example_count.sum() == len(frame)
 
 
 def test_load_saliency_gives_2d_maps_and_metadata(single_run):
@@ -257,7 +261,8 @@ def _optional(value, kind):
 def test_stats_groups_equal_pandas_groups_of_the_saliency_table(single_run):
     output, _ = single_run
     frame = pd.read_parquet(output / "saliency", columns=["target", "correct"])
-    stats = pd.read_parquet(output / "stats", columns=["group", "class", "correct", "count"])
+    stats = pd.read_parquet(output / "stats",
+                            columns=["group_kind", "target", "correct", "example_count"])
     expected = {("overall", None, None): len(frame)}
     for target, group in frame.groupby("target"):
         expected[("class", int(target), None)] = len(group)
@@ -265,8 +270,9 @@ def test_stats_groups_equal_pandas_groups_of_the_saliency_table(single_run):
         expected[("class_correct", int(target), bool(correct))] = len(group)
     assert any(key[0] == "class_correct" and key[2] is False for key in expected)
 
-    found = {(row["group"], _optional(row["class"], int), _optional(row["correct"], bool)):
-             int(row["count"]) for row in stats.to_dict("records")}
+    found = {(row["group_kind"], _optional(row["target"], int),
+              _optional(row["correct"], bool)): int(row["example_count"])
+             for row in stats.to_dict("records")}
     assert len(found) == len(stats), "a group has more than one stats row"
     assert set(found) == set(expected)
     assert found == expected

@@ -46,3 +46,25 @@ def test_scale_to_unit_round_trip_and_zero_map():
     np.testing.assert_allclose(unit, [[[0.5, -1.0]], [[0.0, 0.0]]])
     np.testing.assert_allclose(scales, [4e-6, 0.0])
     np.testing.assert_allclose(maps.unscale(unit, scales), batch)
+
+
+def test_round_mantissa_equals_float16_rounding_at_every_exponent():
+    """Reference: numpy's float16 cast (round to nearest even) of each value shifted into
+    float16's normal range by an exact power of two, shifted back."""
+    from gbp_ops.maps import round_mantissa
+
+    rng = np.random.default_rng(0)
+    values = (rng.standard_normal(20000) * rng.choice([1e-12, 1e-6, 1e-3, 1.0, 1e4], 20000))
+    values = values.astype(np.float32)
+    exponents = np.floor(np.log2(np.abs(values)))
+    shift = np.ldexp(np.float32(1.0), (-exponents).astype(int)).astype(np.float32)
+    expected = np.float16(values * shift).astype(np.float32) / shift
+    rounded = round_mantissa(values)
+    np.testing.assert_array_equal(rounded, expected)
+    assert np.max(np.abs(rounded - values) / np.abs(values)) <= 2.0 ** -11
+    ties = np.array([1 + 2.0 ** -11, 1 + 3 * 2.0 ** -11], np.float32)  # halfway: to even
+    np.testing.assert_array_equal(round_mantissa(ties), [1.0, 1 + 2 * 2.0 ** -10])
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.finfo(np.float32).max], np.float32)
+    kept = round_mantissa(special)
+    np.testing.assert_array_equal(kept[:4], special[:4])
+    assert np.isfinite(kept[4]) and np.isnan(round_mantissa(np.array([np.nan], np.float32)))[0]

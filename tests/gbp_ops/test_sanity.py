@@ -204,3 +204,21 @@ def test_nested_models_are_randomized_by_path():
     changed = randomized.get_layer("backbone").get_layer("conv").get_weights()[0]
     assert not np.array_equal(original, changed)
     np.testing.assert_array_equal(original, backbone.get_layer("conv").get_weights()[0])
+
+
+def test_outcome_fields_band_each_check_by_the_verdicts_thresholds():
+    by_depth = {1: {"spearman_mean": 0.9}, 2: {"spearman_mean": 0.6},
+                3: {"spearman_mean": 0.4}, 5: {"spearman_mean": 0.1}}
+    fields = sanity.outcome_fields(by_depth, {"spearman_mean": 0.2})
+    assert fields["randomization"] == {"depth": 3, "spearman_mean": 0.4,
+                                       "band": "partly_similar"}
+    assert fields["class_sensitivity"]["band"] == "different"
+    assert fields["outcome"] == "warn"
+    assert fields["thresholds"] == {"similar_spearman": sanity.SIMILAR_SPEARMAN,
+                                    "partly_similar_spearman": sanity.PARTLY_SIMILAR_SPEARMAN,
+                                    "top_depth": sanity.TOP_DEPTH}
+    assert sanity.outcome_fields({3: {"spearman_mean": 0.5}})["outcome"] == "fail"
+    assert sanity.outcome_fields({3: {"spearman_mean": 0.29}})["outcome"] == "pass"
+    assert sanity.outcome_fields({3: {"spearman_mean": float("nan")}})["randomization"][
+        "band"] == "undefined"
+    assert sanity.outcome_fields({})["outcome"] == "undefined"

@@ -1,6 +1,6 @@
 """The Beam join of two runs' tables against an independent reference (sets, scipy's
-Spearman on the stored float16 maps, numpy differences), and the same answer for one bucket
-and for several."""
+Spearman on the stored float16-precision maps, numpy differences), and the same answer for one
+bucket and for several."""
 
 import collections
 import os
@@ -103,9 +103,12 @@ def runs():
 
 
 def _stored(maps):
-    """The maps as the saliency table stores float16 maps: divided by max |map|, float16."""
-    peaks = np.abs(maps).reshape(len(maps), -1).max(axis=1)
-    return (maps / peaks[:, None, None]).astype(np.float16)
+    """The maps as the saliency table stores float16 maps: raw values rounded to float16's
+    precision (numpy's float16 cast after an exact power-of-two shift into its range)."""
+    maps = np.asarray(maps, np.float32)
+    shift = np.ldexp(np.float32(1.0), -np.floor(np.log2(np.abs(maps) + (maps == 0))).astype(
+        int)).astype(np.float32)
+    return np.float16(maps * shift).astype(np.float32) / shift
 
 
 @pytest.mark.parametrize("buckets", [1, 5])

@@ -41,7 +41,7 @@ def test_members_at_another_place_moved_and_an_unmatched_finding_is_new():
     current = [_finding(1, [3], LOWER_RIGHT), _finding(0, [1], LOWER_RIGHT)]
     overlaps = {(1, 0, 1, 3): 24, (1, 0, 1, 0): 6}
     rows = compare_findings(old, current, overlaps, {0: _figures(0.05)}, SETTINGS)
-    assert [(row["status"], row["class"]) for row in rows] == [("moved", 1), ("new", 0)]
+    assert [(row["status"], row["target"]) for row in rows] == [("moved", 1), ("new", 0)]
     assert rows[0]["member_overlap"] == 0.8
     assert rows[0]["sentence"].startswith("class1: the upper-left shortcut moved to the lower "
                                           "right")

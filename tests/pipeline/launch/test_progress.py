@@ -54,3 +54,54 @@ def test_tfrecord_totals_are_counted_from_headers(tmp_path):
                 writer.write(rng.bytes(int(rng.integers(0, 3000))))
     total, how = ReadSource(SourceConfig(pattern=str(tmp_path / "*.tfrecord"))).expected_total()
     assert total == sum(sizes.values()) and "headers" in how
+
+
+def _wait_for(predicate, timeout=10.0):
+    import time
+
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
+def test_each_state_is_printed_once_and_then_what_still_runs(tmp_path, monkeypatch):
+    import io
+    import time
+
+    monkeypatch.setattr(progress, "INTERVAL_SECONDS", 0.02)
+    stream = io.StringIO()
+    counts = tmp_path / "1.json"
+
+    def write(done, dead=0):
+        counts.write_text(json.dumps({"examples_done": done, "dead_letters": dead}))
+
+    write(0)
+    reporter = progress.ProgressReporter(str(tmp_path), 10, "counted", stream,
+                                         after=("findings", "tables", "report")).start()
+    _wait_for(lambda: "0 / 10" in stream.getvalue())
+    time.sleep(0.2)  # ten ticks without news
+    write(6)
+    _wait_for(lambda: "6 / 10" in stream.getvalue())
+    write(9, dead=1)
+    _wait_for(lambda: "now running" in stream.getvalue())
+    time.sleep(0.2)  # ten more ticks after the last example
+    reporter.stop()
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" examples")[0] for line in lines[:3]] == [
+        "gbp-audit: 0 / 10", "gbp-audit: 6 / 10", "gbp-audit: 10 / 10"]
+    assert "(100%)" in lines[2] and "1 dead letters" in lines[2]
+    assert lines[3:] == [progress.running_line(10, ("findings", "tables", "report"))]
+    assert lines[3] == "gbp-audit: all 10 examples done; now running: findings, tables, report"
+
+
+def test_an_unknown_total_prints_changes_and_a_final_line_only_if_new(tmp_path, monkeypatch):
+    import io
+
+    monkeypatch.setattr(progress, "INTERVAL_SECONDS", 0.02)
+    stream = io.StringIO()
+    (tmp_path / "1.json").write_text(json.dumps({"examples_done": 4, "dead_letters": 0}))
+    reporter = progress.ProgressReporter(str(tmp_path), None, "unknown", stream).start()
+    _wait_for(lambda: "4 / ?" in stream.getvalue())
+    reporter.stop()
+    assert stream.getvalue().count("\n") == 1

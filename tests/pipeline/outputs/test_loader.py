@@ -1,4 +1,5 @@
-"""load_saliency: 2-D maps, dequantised uint8 maps, and filters pushed down to pyarrow."""
+"""load_saliency: 2-D maps, dequantised uint8 maps, float16-precision float32 maps, the scaled
+view, and filters pushed down to pyarrow."""
 
 import numpy as np
 import pandas as pd
@@ -43,22 +44,38 @@ def test_uint8_maps_dequantise_close_to_float32(outputs):
     exact = pipeline.load_saliency(str(outputs["float32"])).set_index("example_id")
     quantised = pipeline.load_saliency(str(outputs["uint8"])).set_index("example_id")
     raw = pd.read_parquet(outputs["uint8"] / "saliency")
-    assert raw.saliency.iloc[0].dtype == np.uint8 and "saliency_scale" in raw
+    # uint8 codes are stored as int16 (BigQuery and Spark map no unsigned types)
+    assert raw.saliency.iloc[0].dtype == np.int16 and "saliency_scale" in raw
+    assert min(codes.min() for codes in raw.saliency) >= 0
+    assert max(codes.max() for codes in raw.saliency) == 255
     for example_id, row in quantised.iterrows():
         reference = exact.saliency[example_id]
         step = reference.max() / 255.0
         assert np.abs(row.saliency - reference).max() <= step / 2 + 1e-7
 
 
-def test_float16_maps_keep_precision_through_per_row_scaling(outputs):
+def test_float16_maps_are_raw_float32_with_float16_precision(outputs):
     exact = pipeline.load_saliency(str(outputs["float32"])).set_index("example_id")
     half = pipeline.load_saliency(str(outputs["float16"])).set_index("example_id")
-    raw = pd.read_parquet(outputs["float16"] / "saliency")
-    assert raw.saliency.iloc[0].dtype == np.float16 and raw.saliency.iloc[0].max() <= 1.0
+    raw = pd.read_parquet(outputs["float16"] / "saliency").set_index("example_id")
+    assert raw.saliency.iloc[0].dtype == np.float32 and "saliency_scale" not in raw
     for example_id, row in half.iterrows():
+        reference = exact.saliency[example_id].astype(np.float64)
+        stored = raw.saliency[example_id].astype(np.float64)
+        # raw values (no per-row scale) rounded to 11 significant bits: |error| <= 2**-11 |x|
+        assert np.all(np.abs(stored - reference.reshape(-1)) <= np.abs(reference.reshape(-1))
+                      * 2.0 ** -11)
+        np.testing.assert_array_equal(row.saliency.reshape(-1), stored.astype(np.float32))
+
+
+def test_scaled_view_divides_each_map_by_its_max(outputs):
+    exact = pipeline.load_saliency(str(outputs["float32"])).set_index("example_id")
+    scaled = pipeline.load_saliency(str(outputs["float32"]), scaled=True).set_index("example_id")
+    for example_id, row in scaled.iterrows():
         reference = exact.saliency[example_id]
-        # float16 keeps 11 significant bits relative to each row's own peak
-        np.testing.assert_allclose(row.saliency, reference, rtol=0, atol=reference.max() / 2048)
+        peak = np.abs(reference).max()
+        np.testing.assert_allclose(row.saliency, reference / peak if peak else reference,
+                                   rtol=1e-6)
 
 
 def test_load_stats_reshapes_non_square_maps_with_the_manifest_shape(tmp_path):
@@ -69,7 +86,7 @@ def test_load_stats_reshapes_non_square_maps_with_the_manifest_shape(tmp_path):
 
     (tmp_path / "stats").mkdir()
     mean_map = np.arange(6, dtype=np.float32)
-    pq.write_table(pa.table({"group": ["overall"], "mean_map": [mean_map]}),
+    pq.write_table(pa.table({"group_kind": ["overall"], "mean_map": [mean_map]}),
                    tmp_path / "stats" / "stats-00000-of-00001.parquet")
     (tmp_path / "manifest.json").write_text(json.dumps({"map_shape": [2, 3]}))
     loaded = pipeline.load_stats(str(tmp_path)).mean_map.iloc[0]
@@ -96,8 +113,9 @@ def test_loaders_import_neither_tensorflow_keras_nor_beam(outputs):
 
 
 def test_class_ids_are_integer_columns_through_pandas_and_the_loaders(tmp_path):
-    """Unlabelled examples make ``label`` and the overall group's ``class`` missing: they must
-    come back as nullable Int64, not float64, through pd.read_parquet and the loaders."""
+    """Unlabelled examples make ``label``, ``correct`` and the overall group's ``target``
+    missing: they must come back as nullable Int64 (not float64) and nullable boolean (not
+    object) through pd.read_parquet and the loaders."""
     import tensorflow as tf
 
     arrays = synthesize_shapes(10, image_size=helpers.IMAGE_SIZE, seed=3)
@@ -117,6 +135,9 @@ def test_class_ids_are_integer_columns_through_pandas_and_the_loaders(tmp_path):
     for frame in (pd.read_parquet(output / "saliency"), pipeline.load_saliency(str(output))):
         assert str(frame.label.dtype) == "Int64" and frame.label.isna().sum() == 5
         assert str(frame.target.dtype) == "int64" and str(frame.predicted.dtype) == "int64"
+        assert str(frame.correct.dtype) == "boolean" and frame.correct.isna().sum() == 5
+        assert len(frame[frame.correct.fillna(False)]) == (frame.label == frame.predicted).sum()
     for frame in (pd.read_parquet(output / "stats"), pipeline.load_stats(str(output))):
-        assert str(frame["class"].dtype) == "Int64"
-        assert frame["class"].isna().sum() == 1  # the overall group
+        assert str(frame.target.dtype) == "Int64"
+        assert frame.target.isna().sum() == 1  # the overall group
+        assert str(frame.correct.dtype) == "boolean"

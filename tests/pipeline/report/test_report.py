@@ -50,7 +50,7 @@ def _write_sanity_table(output):
                    output / "sanity" / "sanity-00000-of-00001.parquet")
     # The publish step's manifest field for those rows (the report prints its verdict).
     manifest = json.loads((output / "manifest.json").read_text())
-    manifest["sanity"] = jsonable(sanity.sanity_fields(rows))
+    manifest["sanity"] = jsonable(sanity.sanity_fields(sanity_table.check_rows(rows)))
     (output / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -84,12 +84,12 @@ def test_report_with_overlays_and_sanity(run, tmp_path):
     assert path == os.path.join(str(output), report.REPORT_HTML)
     text, pictures = helpers.check_report_page(path)
 
-    classes = loader.load_stats(str(output)).query("group == 'class'")
+    classes = loader.load_stats(str(output)).query("group_kind == 'class'")
     assert len(classes) == 2
     alts = [alt for alt, _ in pictures]
     mean_maps = sorted(alt for alt in alts if alt.startswith("mean map: "))
     assert mean_maps == sorted(
-        f"mean map: {row['class_name']}, n={int(row['count'])}"
+        f"mean map: {row['target_name']}, n={int(row['example_count'])}"
         for _, row in classes.iterrows())
     assert {"border_share per class", "top5_share per class", "entropy per class"} <= set(alts)
     shown = [image for alt, image in pictures if alt.startswith("#")]
@@ -155,11 +155,13 @@ def test_rankings_skip_nan_and_dead_maps_and_break_ties_by_id():
 
 def _stats(classes, overall, box=None):
     """A stats-like DataFrame: classes are (index, count, border mean, border std)."""
-    rows = [{"group": "overall", "class": np.nan, "class_name": None, "count": overall[0],
-             "border_share_mean": overall[1], "border_share_std": overall[2]}]
+    rows = [{"group_kind": "overall", "target": np.nan, "target_name": None,
+             "example_count": overall[0], "border_share_mean": overall[1],
+             "border_share_std": overall[2]}]
     for index, count, mean, std in classes:
-        rows.append({"group": "class", "class": float(index), "class_name": f"c{index}",
-                     "count": count, "border_share_mean": mean, "border_share_std": std})
+        rows.append({"group_kind": "class", "target": float(index), "target_name": f"c{index}",
+                     "example_count": count, "border_share_mean": mean,
+                     "border_share_std": std})
     frame = pd.DataFrame(rows)
     if box is not None:
         frame["box_share_mean"], frame["box_share_std"] = box
@@ -196,3 +198,44 @@ def test_box_flag_needs_the_box_area_and_enough_boxed_examples():
     flags = report_flags.box_flags(stats, frame, box_area_share=0.01)
     assert [(flag.kind, flag.class_index) for flag in flags] == [("box", 1)]
     assert "10.0x" in flags[0].message and "10 boxed examples" in flags[0].message
+
+
+def test_the_report_reads_each_input_once(run, tmp_path, monkeypatch):
+    """write_report reads the manifest once and each table once, except ``saliency``: its rows
+    without maps, then the maps of the drawn examples in one filtered read."""
+    from pipeline.outputs import manifest as manifest_module
+
+    output = tmp_path / "counted"
+    shutil.copytree(run[0], output)
+    opened, manifests = [], []
+    dataset, read = loader._dataset, manifest_module.read
+    monkeypatch.setattr(loader, "_dataset",
+                        lambda path, table: opened.append(table) or dataset(path, table))
+    monkeypatch.setattr(manifest_module, "read",
+                        lambda path: manifests.append(path) or read(path))
+    report.write_report(str(output))
+    assert len(manifests) == 1
+    counts = {table: opened.count(table) for table in set(opened)}
+    assert counts.pop("saliency") == 2
+    assert set(counts.values()) == {1}, counts
+
+
+def test_a_run_without_class_names_or_labels_shows_class_n_and_dashes(tmp_path):
+    """No names and no labels: every class is 'class N', every undefined value '–', and no
+    'nan' or 'None' anywhere on the page (the pictures' base64 left out of the search)."""
+    import re
+
+    arrays = synthesize_shapes(NUM_EXAMPLES, image_size=helpers.IMAGE_SIZE, seed=6)
+    write_tfrecord_shards(arrays, str(tmp_path / "data"), num_shards=1)
+    helpers.small_model(str(tmp_path / "model.keras"))
+    helpers.run_demo_preset(str(tmp_path / "data" / "*.tfrecord"), str(tmp_path / "model.keras"),
+                            tmp_path / "out", "source.class_names=[]", "source.label_key=null",
+                            "source.box_key=null", "explain.batch_size=8", findings=True)
+    page = (tmp_path / "out" / "report.html").read_text()
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    assert not re.search(r"\bnan\b", text, re.IGNORECASE)
+    assert not re.search(r"\bNone\b|class \d+\.\d", text)
+    predicted = loader.load_saliency(str(tmp_path / "out"), maps=False).predicted
+    for index in set(predicted):
+        assert f"class {index}" in text
+    assert "label –, predicted class" in text

@@ -11,6 +11,7 @@ import pytest
 
 from pipeline import rankings
 from pipeline.config import FindingsConfig
+from pipeline.findings import merge
 from pipeline.report import figures, findings, flags, sections
 
 NAN = float("nan")
@@ -29,10 +30,12 @@ def _stats(classes, stat="border_share"):
     """A stats-like frame: classes are (index, count, mean, std) of ``stat``; the overall row
     is pooled from them."""
     overall = _pooled([c[1:] for c in classes])
-    rows = [{"group": "overall", "class": NAN, "class_name": None, "count": overall[0],
-             f"{stat}_mean": overall[1], f"{stat}_std": overall[2]}]
-    rows += [{"group": "class", "class": float(index), "class_name": f"c{index}", "count": count,
-              f"{stat}_mean": mean, f"{stat}_std": std} for index, count, mean, std in classes]
+    rows = [{"group_kind": "overall", "target": NAN, "target_name": None,
+             "example_count": overall[0], f"{stat}_mean": overall[1],
+             f"{stat}_std": overall[2]}]
+    rows += [{"group_kind": "class", "target": float(index), "target_name": f"c{index}",
+              "example_count": count, f"{stat}_mean": mean, f"{stat}_std": std}
+             for index, count, mean, std in classes]
     return pd.DataFrame(rows)
 
 
@@ -89,7 +92,7 @@ QUARTER, LARGER, SMALL = [0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.5625], [0.0, 0.
 
 
 def _cluster(cls, cluster, count, region, flip, control, flagged=False, occluded=10):
-    return {"class": cls, "class_name": f"c{cls}", "cluster": cluster, "count": count,
+    return {"target": cls, "target_name": f"c{cls}", "cluster": cluster, "example_count": count,
             "region": region, "flip_rate": flip, "control_flip_rate": control,
             "occluded_examples": occluded, "flagged": flagged, "reason": f"cluster {cluster}"}
 
@@ -111,37 +114,37 @@ CLUSTERS = [
 def _loop_candidates(rows, max_share=0.25, min_members=5, min_share=0.02):
     totals = {}
     for row in rows:
-        totals[row["class"]] = totals.get(row["class"], 0) + row["count"]
+        totals[row["target"]] = totals.get(row["target"], 0) + row["example_count"]
     chosen = []
     for row in rows:
         ymin, xmin, ymax, xmax = row["region"]
         control = 0.0 if math.isnan(row["control_flip_rate"]) else row["control_flip_rate"]
         if (not row["flagged"] and (ymax - ymin) * (xmax - xmin) <= max_share
-                and row["count"] >= max(min_members, min_share * totals[row["class"]])
+                and row["example_count"] >= max(min_members, min_share * totals[row["target"]])
                 and row["flip_rate"] > control):
             chosen.append(row)
-    chosen.sort(key=lambda row: (-row["flip_rate"], -row["count"]))
-    return [(row["class"], row["cluster"]) for row in chosen]
+    chosen.sort(key=lambda row: (-row["flip_rate"], -row["example_count"]))
+    return [(row["target"], row["cluster"]) for row in chosen]
 
 
 def test_candidates_are_the_unflagged_small_large_enough_stronger_clusters():
     expected = _loop_candidates(CLUSTERS)
     assert expected == [(1, 0), (0, 0), (0, 4)]
     chosen = findings.candidates(pd.DataFrame(CLUSTERS), FindingsConfig())
-    assert list(zip(chosen["class"], chosen["cluster"])) == expected
+    assert list(zip(chosen["target"], chosen["cluster"])) == expected
     # the run's own settings replace the defaults
     strict = findings.candidates(pd.DataFrame(CLUSTERS), FindingsConfig(min_members=6))
-    assert list(zip(strict["class"], strict["cluster"])) == _loop_candidates(CLUSTERS,
+    assert list(zip(strict["target"], strict["cluster"])) == _loop_candidates(CLUSTERS,
                                                                              min_members=6)
 
 
 def test_flagged_clusters_at_exactly_iou_one_half_are_one_finding():
     half = [0.0, 0.0, 0.5, 0.25]
-    assert findings.region_iou(QUARTER, half) == 0.5  # 0.125 / (0.25 + 0.125 - 0.125)
+    assert merge.region_iou(QUARTER, half) == 0.5  # 0.125 / (0.25 + 0.125 - 0.125)
     flagged = pd.DataFrame([_cluster(2, 1, 30, QUARTER, 0.75, 0.0, True),
                             _cluster(2, 2, 20, half, 0.75, 0.0, True),
                             _cluster(2, 3, 20, [0.5, 0.5, 1.0, 1.0], 0.75, 0.0, True)])
-    groups = findings.finding_groups(flagged)
+    groups = merge.finding_groups(row for _, row in flagged.iterrows())
     assert [[int(row["cluster"]) for row in group] for group in groups] == [[1, 2], [3]]
 
 
@@ -149,11 +152,11 @@ def test_a_merged_finding_describes_the_union_of_its_regions():
     """[0, 0, 0.5, 0.5] and [0, 0, 0.5, 0.625] (IoU 0.8): the union covers 0.3125 of the image,
     a large region; flip rates weighted by the occluded counts: (0.75 x 20 + 0.5 x 12) / 32 =
     0.65625, controls 0.25 x 12 / 32 = 0.09375."""
-    group = findings.finding_groups(pd.DataFrame([
-        {**_cluster(0, 1, 30, QUARTER, 0.75, 0.0, True, occluded=20), "class_name": "dog"},
+    group = merge.finding_groups([
+        {**_cluster(0, 1, 30, QUARTER, 0.75, 0.0, True, occluded=20), "target_name": "dog"},
         {**_cluster(0, 2, 10, [0.0, 0.0, 0.5, 0.625], 0.5, 0.25, True, occluded=12),
-         "class_name": "dog"}]))[0]
-    assert findings.group_sentence(group, 160) == (
+         "target_name": "dog"}])[0]
+    assert merge.group_sentence(group, 160) == (
         "dog: 40 of 160 examples (25%) rely on a large region at the upper left; covering it "
         "changes 66% of their predictions, a control region 9% (32 examples tested); "
         "clusters 1 and 2")

@@ -182,13 +182,13 @@ def test_aggregate_stats_transform_rows_equal_pandas():
     expected = _pandas_groups(whole)
 
     def check(rows):
-        found = {(row["group"], row["class"], row["correct"]): row for row in rows}
+        found = {(row["group_kind"], row["target"], row["correct"]): row for row in rows}
         assert len(found) == len(rows), "duplicate group rows"
         assert set(found) == set(expected)
         for key, row in found.items():
             group = expected[key]
-            assert row["count"] == len(group), key
-            assert row["class_name"] == (None if key[1] is None else CLASS_NAMES[key[1]])
+            assert row["example_count"] == len(group), key
+            assert row["target_name"] == (None if key[1] is None else CLASS_NAMES[key[1]])
             for name in STAT_NAMES:
                 want = group[name].mean()
                 got = row[f"{name}_mean"]

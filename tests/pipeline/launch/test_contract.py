@@ -1,0 +1,268 @@
+"""Preflight's contract between the config, the model and the data: each broken clause ends the
+run with one line naming both sides, before any Beam work; the input scaling is checked against
+the model's own layers and, with labels, against measured accuracy."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gbp_ops.input_scaling import declared_input_scaling
+from pipeline import cli
+from pipeline.config import load_config
+from pipeline.config.loading import DROPPED_NOTE
+from pipeline.launch import contract, preflight, scaling_check
+from pipeline.stages import build
+from tests.e2e import helpers
+
+SIZE = 8
+
+
+def _example(image, label=None, example_id=None, box=None):
+    feature = {"image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(
+        value=[tf.io.encode_png(image).numpy()]))}
+    if label is not None:
+        feature["image/class/label"] = tf.train.Feature(int64_list=tf.train.Int64List(
+            value=[int(label)]))
+    if example_id is not None:
+        feature["image/id"] = tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[example_id.encode()]))
+    if box is not None:
+        feature["image/mark_box"] = tf.train.Feature(float_list=tf.train.FloatList(value=box))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _write(path, images, labels=None, ids=True):
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for index, image in enumerate(images):
+            writer.write(_example(image, None if labels is None else labels[index],
+                                  f"ex-{index}" if ids else None))
+    return str(path)
+
+
+def _dark_bright(count, seed, channels=1):
+    """uint8 ``(count, SIZE, SIZE, channels)`` images, label 0 dark (0-90), 1 bright
+    (165-255), alternating."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 2
+    low = np.where(labels == 1, 165, 0)[:, None, None, None]
+    images = low + rng.integers(0, 91, (count, SIZE, SIZE, channels))
+    return images.astype(np.uint8), labels
+
+
+def _trained_symmetric_model(path):
+    """A small CNN trained on [-1, 1] inputs to tell dark from bright images."""
+    images, labels = _dark_bright(256, seed=1)
+    model = keras.Sequential([
+        keras.Input((SIZE, SIZE, 1)),
+        keras.layers.Conv2D(4, 3, activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(2, activation="softmax"),
+    ])
+    model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
+    model.fit(images / 127.5 - 1.0, labels, epochs=30, batch_size=64, verbose=0)
+    model.save(str(path))
+    return model
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("contract")
+    images, labels = _dark_bright(80, seed=2)
+    model = _trained_symmetric_model(root / "symmetric.keras")
+    return {
+        "root": root,
+        "model": model,
+        "images": images,
+        "labels": labels,
+        "labelled": _write(root / "labelled.tfrecord", images, labels),
+        "unlabelled": _write(root / "unlabelled.tfrecord", images[:8]),
+        "rgb": _write(root / "rgb.tfrecord", np.repeat(images[:8], 3, axis=-1), labels[:8]),
+    }
+
+
+@pytest.fixture
+def no_beam(monkeypatch):
+    """Fails the test if the pipeline graph starts being built."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("Beam work started")
+
+    monkeypatch.setattr(build, "build_pipeline", refuse)
+
+
+def _config(assets, pattern, *overrides, model=None):
+    base = {"source": {"pattern": pattern}, "output": {"path": str(assets["root"] / "out")},
+            "model": {"path": str(model or assets["root"] / "symmetric.keras")},
+            "preprocess": {"scaling": "symmetric"}, "sanity": {"enabled": False},
+            "findings": {"enabled": False}}
+    return load_config(overrides=overrides, base=base)
+
+
+def _cli(capsys, assets, pattern, *overrides, model=None):
+    argv = ["--set", f"source.pattern={pattern}", "--output", str(assets["root"] / "out"),
+            "--set", f"model.path={model or assets['root'] / 'symmetric.keras'}",
+            "--set", "preprocess.scaling=symmetric", "--set", "sanity.enabled=false"]
+    for override in overrides:
+        argv += ["--set", override]
+    code = cli.main(argv)
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_class_name_count_against_the_model_outputs(capsys, assets, no_beam):
+    code, err = _cli(capsys, assets, assets["labelled"], "source.class_names=[a, b, c]")
+    assert code == cli.EXIT_USAGE
+    assert err == ["gbp-audit: error: " + contract.CLASS_NAME_COUNT.format(
+        names_from="source.class_names", names=3, model=assets["root"] / "symmetric.keras",
+        outputs=2)]
+
+
+def test_a_label_key_no_record_carries(capsys, assets, no_beam):
+    code, err = _cli(capsys, assets, assets["unlabelled"])
+    assert code == cli.EXIT_USAGE
+    assert err == ["gbp-audit: error: " + contract.KEY_MISSING.format(
+        field="label_key", key="image/class/label", records=8,
+        features="image/encoded, image/id", remedy=contract.KEY_REMEDIES["label_key"])]
+
+
+def test_an_id_key_no_record_carries(capsys, assets, no_beam, tmp_path):
+    pattern = _write(tmp_path / "no-ids.tfrecord", assets["images"][:4], assets["labels"][:4],
+                     ids=False)
+    code, err = _cli(capsys, assets, pattern)
+    assert code == cli.EXIT_USAGE and len(err) == 1
+    assert "source.id_key='image/id' is in none of the first 4 records" in err[0]
+
+
+def test_data_without_labels_passes_once_the_label_key_is_null(assets):
+    plan = preflight.preflight(_config(assets, assets["unlabelled"], "source.label_key=null"))
+    assert plan.manifest_base["input_scaling"] == {
+        "scaling": "symmetric",
+        "decided_by": "configured; not checked (no labels: source.label_key is null)"}
+
+
+def test_a_box_key_no_record_carries_is_a_warning(assets):
+    plan = preflight.preflight(_config(assets, assets["labelled"],
+                                       "source.box_key=image/mark_box"))
+    warning = contract.BOX_KEY_MISSING.format(key="image/mark_box", records=64)
+    assert plan.notes == (warning,)
+    assert plan.manifest_base["notes"] == [warning]
+
+
+def test_a_model_channel_count_preprocessing_cannot_feed(capsys, assets, no_beam):
+    model = keras.Sequential([keras.Input((SIZE, SIZE, 2)), keras.layers.Conv2D(2, 3),
+                              keras.layers.ReLU(), keras.layers.Flatten(), keras.layers.Dense(2)])
+    path = assets["root"] / "two-channels.keras"
+    model.save(str(path))
+    code, err = _cli(capsys, assets, assets["labelled"], model=path)
+    assert code == cli.EXIT_USAGE
+    assert err == ["gbp-audit: error: " + contract.MODEL_CHANNELS_UNSUPPORTED.format(
+        model=path, channels=2, shape=(SIZE, SIZE, 2))]
+
+
+def test_a_model_input_without_height_width_and_channels(capsys, assets, no_beam):
+    model = keras.Sequential([keras.Input((SIZE * SIZE,)), keras.layers.Dense(4),
+                              keras.layers.ReLU(), keras.layers.Dense(2)])
+    path = assets["root"] / "flat.keras"
+    model.save(str(path))
+    code, err = _cli(capsys, assets, assets["labelled"], model=path)
+    assert code == cli.EXIT_USAGE and len(err) == 1
+    assert err[0].startswith("gbp-audit: error: ")
+
+
+def _accuracies(model, images, labels):
+    """Accuracy per scaling of the first 64 examples, scaled here with numpy and predicted by
+    Keras (independent of the pipeline's preprocessing and explainer)."""
+    pixels = images[:scaling_check.SAMPLE_SIZE].astype(np.float64)
+    truth = labels[:scaling_check.SAMPLE_SIZE]
+    scaled = {"unit": pixels / 255, "symmetric": pixels / 127.5 - 1,
+              "imagenet": (pixels / 255 - 0.485) / 0.229, "raw": pixels}
+    return {name: float(np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == truth))
+            for name, x in scaled.items()}
+
+
+def test_the_wrong_scaling_fails_with_both_accuracies_and_the_right_one_passes(assets):
+    measured = _accuracies(assets["model"], assets["images"], assets["labels"])
+    assert measured["symmetric"] >= 0.95 and measured["unit"] <= 0.6  # the model is trained
+    with pytest.raises(preflight.PreflightError) as refused:
+        preflight.preflight(_config(assets, assets["labelled"], "preprocess.scaling=unit"))
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith("preprocess.scaling=unit looks wrong for model")
+    right_unit = round(measured["unit"] * 64)
+    assert f"it predicts {measured['unit']:.0%} of the labels ({right_unit}/64)" in message
+    best = max((name for name in measured if name != "unit"), key=measured.get)
+    assert (f"preprocess.scaling={best} {measured[best]:.0%} "
+            f"({round(measured[best] * 64)}/64)") in message
+
+    plan = preflight.preflight(_config(assets, assets["labelled"]))
+    field = plan.manifest_base["input_scaling"]
+    assert field["scaling"] == "symmetric" and field["sample_size"] == 64
+    for name, accuracy in measured.items():
+        assert field["accuracy"][name] == pytest.approx(accuracy, abs=1e-4)
+    assert field["decided_by"].startswith("configured; checked on 64 labelled examples")
+
+    off = preflight.preflight(_config(assets, assets["labelled"], "preprocess.scaling=unit",
+                                      "preprocess.scaling_check=false"))
+    assert off.manifest_base["input_scaling"]["scaling"] == "unit"
+    assert "check is off" in off.manifest_base["input_scaling"]["decided_by"]
+
+
+def test_guessing_predictions_never_look_clearly_better():
+    rng = np.random.default_rng(0)
+    correct = {name: rng.random(64) < 0.5 for name in ("unit", "symmetric", "raw")}
+    correct["symmetric"] = correct["unit"].copy()
+    flipped = np.flatnonzero(~correct["unit"])[:9]  # +14% accuracy, a z of 3.0
+    correct["symmetric"][flipped] = True
+    assert not scaling_check.clearly_better(correct, "unit", "symmetric")  # gain < 0.15
+    correct["symmetric"][np.flatnonzero(~correct["symmetric"])[:1]] = True
+    assert scaling_check.clearly_better(correct, "unit", "symmetric")  # 10/64, z = 3.16
+    half = {"unit": correct["unit"][:31], "symmetric": np.ones(31, bool)}
+    assert not scaling_check.clearly_better(half, "unit", "symmetric")  # under MIN_SAMPLE
+
+
+@pytest.mark.parametrize("layer, raw", [
+    (keras.layers.Rescaling(1 / 255), True),
+    (keras.layers.Rescaling(1 / 127.5, offset=-1), True),
+    (keras.layers.Rescaling(2.0, offset=-1), False),
+    (keras.layers.Normalization(mean=127.0, variance=70.0 ** 2), True),
+    (keras.layers.Normalization(mean=0.5, variance=0.25 ** 2), False),
+])
+def test_a_models_own_input_scaling_layer(layer, raw):
+    model = keras.Sequential([keras.Input((SIZE, SIZE, 1)), layer, keras.layers.Conv2D(2, 3),
+                              keras.layers.ReLU(), keras.layers.Flatten(), keras.layers.Dense(2)])
+    found = declared_input_scaling(model)
+    assert found.layer == layer.name and found.kind == type(layer).__name__
+    assert found.takes_raw_pixels is raw
+    plain = keras.Sequential([keras.Input((SIZE, SIZE, 1)), keras.layers.Conv2D(2, 3)])
+    assert declared_input_scaling(plain) is None
+
+
+def test_a_model_that_rescales_its_inputs_refuses_a_second_scaling(assets, tmp_path):
+    inner = assets["model"]
+    inputs = keras.Input((SIZE, SIZE, 1))
+    model = keras.Model(inputs, inner(keras.layers.Rescaling(1 / 127.5, offset=-1,
+                                                             name="to_symmetric")(inputs)))
+    path = tmp_path / "rescaling.keras"
+    model.save(str(path))
+    with pytest.raises(preflight.PreflightError, match="scale them twice; set "
+                       "preprocess.scaling=raw$"):
+        preflight.preflight(_config(assets, assets["labelled"], model=path))
+    plan = preflight.preflight(_config(assets, assets["labelled"], "preprocess.scaling=raw",
+                                       model=path))
+    assert plan.manifest_base["input_scaling"]["decided_by"].startswith(
+        "the model's first layer 'to_symmetric' (Rescaling)")
+
+
+def test_a_preset_pointed_at_other_data_drops_its_dataset_bound_fields():
+    notes = []
+    config = load_config(helpers.DEMO_PRESET, ["source.pattern=/data/other-*.tfrecord"],
+                         notes=notes)
+    assert config.source.class_names == () and config.source.box_key is None
+    assert notes == [DROPPED_NOTE.format(
+        anchors="source.pattern was",
+        dropped="source.class_names ['circle', 'square'] and source.box_key 'image/mark_box'",
+        verb="are", them="them")]
+    kept = load_config(helpers.DEMO_PRESET, ["source.pattern=/data/other-*.tfrecord",
+                                             "source.class_names=[cat, dog]"], notes=notes)
+    assert kept.source.class_names == ("cat", "dog") and kept.source.box_key is None
+    same = load_config(helpers.DEMO_PRESET, ["model.path=/models/other.keras"])
+    assert same.source.class_names == ("circle", "square")
