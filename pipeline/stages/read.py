@@ -130,21 +130,6 @@ class ReadTFDS(beam.PTransform):
         return {"records": records, DEAD_LETTERS: no_dead_letters}
 
 
-def _count_records(path):
-    """Records in a local TFRecord file, from the length headers alone (seeks, no reads of
-    the payloads)."""
-    count, offset = 0, 0
-    with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        while offset + 8 <= size:
-            handle.seek(offset)
-            (length,) = struct.unpack("<Q", handle.read(8))
-            offset += 8 + 4 + length + 4  # length, its CRC, the record, its CRC
-            count += 1
-    return count
-
-
-
 def _tfds_builder(source):
     """The TFDS builder a SourceConfig names (by directory, or by name + data_dir)."""
     import tensorflow_datasets as tfds
