@@ -168,8 +168,9 @@ def test_example_captions_are_numbered_from_one():
     shown = {rankings.BY_BORDER: [("a", None), ("b", None)]}
     maps = {"a": np.ones((4, 4), np.float32), "b": np.eye(4, dtype=np.float32)}
     html = sections.examples_section(frame, shown, maps)
-    assert 'alt="#1 a: a; border 0.500, top5 0.250"' in html
-    assert 'alt="#2 b: b; border 0.250, top5 0.125"' in html
+    # a frame without labels or predictions shows them as undefined ("–")
+    assert 'alt="#1 a: a; label –, predicted –; border 0.500, top5 0.250"' in html
+    assert 'alt="#2 b: b; label –, predicted –; border 0.250, top5 0.125"' in html
 
 
 @pytest.mark.parametrize("rows,height", [(30, 180), (32, 160), (7, 161), (200, 200)])
