@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from demo.reference_model import build_reference_model
 from gbp_ops import GuidedBackprop, randomization, reduce_channels, sanity, similarity
 from gbp_ops.model_graph import clone_with_weights
-from tests.gbp_ops.toy_models import random_images, randomize_batchnorm
+from tests.gbp_ops.toy_models import random_images, reference_cnn_with_biases
 
 SIZE = 32
 REFERENCE_UNITS = [
@@ -21,14 +20,7 @@ REFERENCE_UNITS = [
 def model():
     """The reference CNN (1/4 width) with non-trivial biases and BN parameters/statistics, so
     that reinitializing any weight tensor changes it."""
-    model = build_reference_model(SIZE, width_divisor=4, seed=0)
-    rng = np.random.default_rng(0)
-    randomize_batchnorm(model, rng)
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            kernel, bias = layer.get_weights()
-            layer.set_weights([kernel, rng.normal(0.0, 0.1, bias.shape).astype("float32")])
-    return model
+    return reference_cnn_with_biases(SIZE)
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,16 @@ import keras
 import numpy as np
 import pytest
 
-from demo.reference_model import build_reference_model
 from gbp_ops import GBPError, make_explainer, randomization, sanity
 from gbp_ops.choices import METHODS, RANDOMIZATION_MODES
 from gbp_ops.maps import reduced_maps
 from gbp_ops.similarity import spearman_rank_correlation, ssim
-from tests.gbp_ops.toy_models import random_cnn, random_images, randomize_batchnorm
+from tests.gbp_ops.toy_models import (
+    random_cnn,
+    random_images,
+    randomize_batchnorm,
+    reference_cnn_with_biases,
+)
 
 SIZE = 32
 TOY_SIZE = 16
@@ -23,14 +27,7 @@ SEED = 5
 def model():
     """The reference CNN (1/4 width) with non-trivial biases and BN statistics, so that every
     randomized unit changes the maps."""
-    model = build_reference_model(SIZE, width_divisor=4, seed=0)
-    rng = np.random.default_rng(0)
-    randomize_batchnorm(model, rng)
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            kernel, bias = layer.get_weights()
-            layer.set_weights([kernel, rng.normal(0.0, 0.1, bias.shape).astype("float32")])
-    return model
+    return reference_cnn_with_biases(SIZE)
 
 
 @pytest.fixture(scope="module")

@@ -77,3 +77,19 @@ def plain_target_gradients(model, images, targets):
         outputs = model(x, training=False)
         score = tf.reduce_sum(tf.gather(outputs, tf.constant(targets), batch_dims=1))
     return tape.gradient(score, x).numpy(), outputs.numpy()
+
+
+def reference_cnn_with_biases(size, seed=0):
+    """The reference CNN (1/4 width, ``size`` x ``size`` inputs) with non-trivial biases and
+    BN parameters/statistics, so that randomizing or reinitializing any weight tensor changes
+    its maps."""
+    from demo.reference_model import build_reference_model
+
+    model = build_reference_model(size, width_divisor=4, seed=seed)
+    rng = np.random.default_rng(seed)
+    randomize_batchnorm(model, rng)
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.normal(0.0, 0.1, bias.shape).astype("float32")])
+    return model
