@@ -69,7 +69,7 @@ def load_saliency(path, classes=None, correct=None, columns=None, maps=True, exa
     join_clusters = columns is None or clusters_table.CLUSTER in columns
     map_column, scale_column = saliency_table.SALIENCY_MAP, saliency_table.SALIENCY_SCALE
     if columns is not None and maps and map_column in columns and (
-            scale_column in dataset.schema.names):
+            scale_column in dataset.schema.names) and scale_column not in columns:
         columns = [*columns, scale_column]  # needed to decode uint8 codes
     if columns is None and not maps:
         columns = [name for name in dataset.schema.names if name != map_column]

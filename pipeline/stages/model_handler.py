@@ -44,7 +44,7 @@ class GuidedBackpropModelHandler(ModelHandler):
         return explainers.shared_explainer(self._config)
 
     def get_metrics_namespace(self):
-        return "gbp_audit"
+        return METRICS_NAMESPACE
 
     def run_inference(self, batch, model, inference_args=None):
         """Args: batch: PreparedExamples. Returns: a one-element list holding an ExplainedBatch."""
@@ -52,8 +52,8 @@ class GuidedBackpropModelHandler(ModelHandler):
             first_use = (self._run_token, id(model)) not in _COUNTED_EXPLAINERS
             _COUNTED_EXPLAINERS.add((self._run_token, id(model)))
         if first_use:
-            beam.metrics.Metrics.counter("gbp_audit", "models_built").inc()
-        beam.metrics.Metrics.counter("gbp_audit", "batches_explained").inc()
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, "models_built").inc()
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "batches_explained").inc()
         # Each step's start and end: the launcher's timing line reads the run's batch window
         # from them (``pipeline.outputs.summary.batch_window``).
         beam.metrics.Metrics.distribution(METRICS_NAMESPACE, BATCH_STARTED_MS).update(

@@ -239,12 +239,12 @@ class PrepareExamplesDoFn(beam.DoFn):
         self._input_shape = tuple(input_shape)
 
     def setup(self):
-        self._prepared = beam.metrics.Metrics.counter("gbp_audit", "examples_prepared")
+        self._prepared = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "examples_prepared")
         self._failed = {}
 
     def _count_failure(self, stage):
         if stage not in self._failed:
-            self._failed[stage] = beam.metrics.Metrics.counter("gbp_audit", f"failed_{stage}")
+            self._failed[stage] = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"failed_{stage}")
         self._failed[stage].inc()
 
     def process(self, record):

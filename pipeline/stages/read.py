@@ -17,7 +17,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.tfrecordio import _TFRecordUtil
 
 from pipeline import paths
-from pipeline.records import DEAD_LETTERS, STAGE_READ, DeadLetter, SourceRecord
+from pipeline.records import (
+    DEAD_LETTERS,
+    METRICS_NAMESPACE,
+    STAGE_READ,
+    DeadLetter,
+    SourceRecord,
+)
 
 SHARD_DAMAGED = "shard damaged after record {index} (byte offset {offset}): {reason}"
 NO_INPUT_FILES = "input pattern '{pattern}' matches no files"
@@ -40,8 +46,8 @@ class ReadTFRecordShardDoFn(beam.DoFn):
         self._fail_on_corrupt_shard = fail_on_corrupt_shard
 
     def setup(self):
-        self._records = beam.metrics.Metrics.counter("gbp_audit", "records_read")
-        self._damaged = beam.metrics.Metrics.counter("gbp_audit", "shards_damaged")
+        self._records = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "records_read")
+        self._damaged = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "shards_damaged")
 
     def process(self, path):
         name = paths.basename(path)
@@ -94,7 +100,7 @@ class ReadTFRecordShards(beam.PTransform):
 
 class _TfdsToSourceRecord(beam.DoFn):
     def setup(self):
-        self._records = beam.metrics.Metrics.counter("gbp_audit", "records_read")
+        self._records = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "records_read")
 
     def process(self, example):
         import tensorflow_datasets as tfds

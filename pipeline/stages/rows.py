@@ -7,6 +7,7 @@ from gbp_ops import maps as map_ops
 from gbp_ops import statistics
 from pipeline.records import (
     DEAD_LETTERS,
+    METRICS_NAMESPACE,
     STAGE_NON_FINITE,
     AuditBatch,
     DeadLetter,
@@ -79,9 +80,9 @@ class ToAuditBatchDoFn(beam.DoFn):
         self._class_names = tuple(class_names)
 
     def setup(self):
-        self._rows = beam.metrics.Metrics.counter("gbp_audit", "saliency_rows")
-        self._non_finite = beam.metrics.Metrics.counter("gbp_audit", "failed_non_finite")
-        self._explain_failed = beam.metrics.Metrics.counter("gbp_audit", "failed_explain")
+        self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "saliency_rows")
+        self._non_finite = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "failed_non_finite")
+        self._explain_failed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "failed_explain")
 
     def process(self, explained):
         batch, dead_letters = build_audit_batch(explained, self._config, self._class_names)

@@ -73,14 +73,17 @@ def test_the_cluster_join_keeps_the_first_of_a_repeated_id(tmp_path):
     assert dict(zip(chosen[saliency_table.EXAMPLE_ID], chosen["cluster"]))[ids[0]] == 4
 
 
+@pytest.mark.parametrize("with_scale", [False, True], ids=["scale-unlisted", "scale-listed"])
 @pytest.mark.parametrize("map_dtype,tolerance", [("float16", 1 / 2048), ("uint8", 0.5 / 255)])
-def test_chosen_columns_with_the_map_are_unscaled(tmp_path, map_dtype, tolerance):
+def test_chosen_columns_with_the_map_are_unscaled(tmp_path, map_dtype, tolerance, with_scale):
     _, maps = _run(tmp_path, map_dtype)
     wanted = ["ex-1-0", "ex-2-3"]
-    frame = loader.load_saliency(str(tmp_path), columns=[saliency_table.EXAMPLE_ID,
-                                                         saliency_table.SALIENCY_MAP],
-                                 example_ids=wanted)
+    columns = [saliency_table.EXAMPLE_ID, saliency_table.SALIENCY_MAP]
+    if with_scale and map_dtype == "uint8":
+        columns.append(saliency_table.SALIENCY_SCALE)
+    frame = loader.load_saliency(str(tmp_path), columns=columns, example_ids=wanted)
     assert _ids(frame) == wanted
+    assert len(set(frame.columns)) == len(frame.columns)  # a listed scale is not read twice
     for example_id, decoded in zip(frame[saliency_table.EXAMPLE_ID], frame[
             saliency_table.SALIENCY_MAP]):
         expected = maps[example_id]
