@@ -92,7 +92,7 @@ def comparison_block(baseline_dir, current_dir, changes, id_counts, finding_rows
         "tests": {"count": tests, "drift_alpha": settings.drift_alpha,
                   "drift_min_effect": settings.drift_min_effect,
                   "correction": "bonferroni"},
-        "classes": [{"class": row[CLASS], "class_name": row[CLASS_NAME],
+        "classes": [{CLASS: row[CLASS], CLASS_NAME: row[CLASS_NAME],
                      "test": row[classes_table.TEST], "pairs": row[classes_table.PAIRS],
                      "prediction_flip_rate": row[classes_table.PREDICTION_FLIP_RATE],
                      "accuracy_change": row[classes_table.ACCURACY_CHANGE],

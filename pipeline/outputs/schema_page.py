@@ -52,8 +52,10 @@ MANIFEST_FIELDS = (
     ("precision_choice", "`explain.precision: auto` only: the precision requested and used, "
                          "why, and the host"),
     ("comparison", "with `compare.baseline` (or written by `gbp-audit compare`): the "
-                   "comparison's outcome (`failed` conditions, finding statuses, per-class "
-                   "drift; see the README)"),
+                   "comparison's outcome (`failed` conditions, finding statuses, and "
+                   "`classes`, one entry per class: target, target_name, test, pairs, "
+                   "prediction_flip_rate, accuracy_change, median_spearman, drifted; see the "
+                   "README)"),
     ("config", "the run's whole configuration"),
     ("versions", "the stack's package versions"),
     ("method", "the explanation method"),
