@@ -54,7 +54,11 @@ by the reference model at half width):
                per-image CPU time of scaled decode + preprocess (of the 300 timings in 4).
                large_pipeline_share_of_bound is the pipeline's incremental images/s over it;
                large_pipeline_batch_span_share_of_bound uses the scaled run's images over its
-               batch steps' span (the launcher's timing line) instead.
+               batch steps' span (the launcher's timing line) instead, and
+               large_pipeline_core_share_of_bound compares core time, which a busy machine
+               does not change: kernel + decode core-ms over the pipeline's incremental core-ms
+               per image (its process tree's CPU time, getrusage(RUSAGE_CHILDREN), N run minus
+               half run, over the extra images).
 The last line is one JSON object with every figure.
 """
 
@@ -63,6 +67,7 @@ import glob
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -189,7 +194,8 @@ def run_pipeline(pattern, model_path, output, *overrides, beam_args=(), worker_t
     Returns:
         (wall seconds, peak RSS bytes of the process tree, manifest dict); the manifest gets
         ``timing`` from the launcher's summary line when it printed one
-        (``pipeline.outputs.summary.summary``).
+        (``pipeline.outputs.summary.summary``), and ``bench_core_seconds``: the CPU time
+        (user + system) of the run's process tree, from ``getrusage(RUSAGE_CHILDREN)``.
     """
     argv = [sys.executable, "-m", "pipeline", "--config", os.path.join(REPO, "configs/demo.yaml"),
             "--set", f"source.pattern={pattern}", "--set", f"model.path={model_path}",
@@ -198,7 +204,7 @@ def run_pipeline(pattern, model_path, output, *overrides, beam_args=(), worker_t
             "--output", output,
             *[x for o in (*extra_overrides, *overrides) for x in ("--set", o)], *beam_args]
     peak = [0]
-    start = time.perf_counter()
+    start, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     if worker_threads:
         env["TF_NUM_INTRAOP_THREADS"] = str(worker_threads)  # only the pipeline's processes
@@ -215,11 +221,14 @@ def run_pipeline(pattern, model_path, output, *overrides, beam_args=(), worker_t
     out, err = process.communicate()
     watcher.join()
     seconds = time.perf_counter() - start
+    done = resource.getrusage(resource.RUSAGE_CHILDREN)
+    core_seconds = (done.ru_utime + done.ru_stime) - (children.ru_utime + children.ru_stime)
     if process.returncode:
         raise RuntimeError(f"pipeline failed (exit code {process.returncode}): "
                            f"{err.decode()[-2000:]}")
     with open(os.path.join(output, "manifest.json")) as handle:
         manifest = json.load(handle)
+    manifest["bench_core_seconds"] = core_seconds
     timing = TIMING_LINE.search(out.decode())
     if timing:
         manifest["timing"] = dict(zip(("before_first_batch_seconds", "batch_seconds",
@@ -469,12 +478,20 @@ def large_jpeg_bench(args, run_options):
         "large_decode_scaled_core_ms": core_timings["scaled"],
         "large_cpu_bound_images_per_s": bound,
         "large_pipeline_share_of_bound": extra_rows / (seconds - half_seconds) / bound,
+        # in core time, which other processes on the machine do not change: the bound's
+        # core-seconds per image over the pipeline's (the difference of the two runs' process
+        # tree CPU time over the extra images); equal to the share above when no core idles
+        "large_pipeline_incremental_core_ms": 1000 * (
+            manifest["bench_core_seconds"] - half_manifest["bench_core_seconds"]) / extra_rows,
         # the same share over the batch steps' span alone (the timing line): less noise
         # than a difference of two walls on small runs, tail and first batch included
         "large_pipeline_batch_span_share_of_bound": (
             rows / manifest["timing"]["batch_seconds"] / bound
             if "timing" in manifest else float("nan")),
     }
+    results["large_pipeline_core_share_of_bound"] = (
+        (results["large_kernel_core_ms"] + results["large_decode_scaled_core_ms"])
+        / results["large_pipeline_incremental_core_ms"])
     results.update(
         large_pipeline_scaled_over_kernel=results["large_pipeline_scaled_images_per_s"] / kernel,
         large_pipeline_scaled_incremental_over_kernel=(
