@@ -46,6 +46,19 @@ by the reference model at half width):
                decoding, float32 at full size, then resize);
   5. kernel and pipeline at 224 px, with scaled and with full decoding: images/s, the ratio
                pipeline/kernel and the peak RSS of the run's process tree.
+  6. the CPU limit: large_cpu_bound_images_per_s = cores / (kernel core-s + decode core-s per
+               image), where cores is this process's affinity mask (os.sched_getaffinity), the
+               kernel's core-seconds per image are the bench process's CPU time
+               (time.process_time, every thread) over the kernel loop at 224 px, batch 32,
+               divided by its images (mean of before and after), and decode's are the median
+               per-image CPU time of scaled decode + preprocess (of the 300 timings in 4).
+               large_pipeline_share_of_bound is the pipeline's incremental images/s over it;
+               large_pipeline_batch_span_share_of_bound uses the scaled run's images over its
+               batch steps' span (the launcher's timing line) instead, and
+               large_pipeline_core_share_of_bound compares core time, which a busy machine
+               does not change: kernel + decode core-ms over the pipeline's incremental core-ms
+               per image (its process tree's CPU time, getrusage(RUSAGE_CHILDREN), N run minus
+               half run, over the extra images).
 The last line is one JSON object with every figure.
 """
 
@@ -54,6 +67,7 @@ import glob
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -92,17 +106,42 @@ def build_assets(workdir, count):
     return os.path.join(data_dir, "part*", "*.tfrecord"), model_path
 
 
-def kernel_throughput(model, images, repeats=1):
-    """images/s of GuidedBackprop.explain on in-memory batches (after one warm-up batch)."""
+def kernel_timing(model, images, repeats=1):
+    """GuidedBackprop.explain on in-memory batches of BATCH (after one warm-up batch).
+
+    Returns:
+        (images/s of wall clock, core-seconds per image). Core-seconds are this process's CPU
+        time (``time.process_time``: user + system time of all its threads, TF's intra-op
+        pool included) over the timed loop, divided by the images: the wall x cores the step
+        really kept busy, unaffected by other processes taking cores from it.
+    """
     from gbp_ops import GuidedBackprop
 
     explainer = GuidedBackprop(model, batch_size=BATCH)
     explainer.explain(images[:BATCH])
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         for index in range(0, len(images), BATCH):
             explainer.explain(images[index:index + BATCH])
-    return repeats * len(images) / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    return repeats * len(images) / wall, cpu / (repeats * len(images))
+
+
+def kernel_throughput(model, images, repeats=1):
+    """images/s of GuidedBackprop.explain on in-memory batches (see ``kernel_timing``)."""
+    return kernel_timing(model, images, repeats)[0]
+
+
+def cores_available():
+    """The CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0))
+
+
+def cpu_bound_images_per_s(cores, kernel_core_seconds, decode_core_seconds):
+    """The most images/s a run can reach when every one of ``cores`` is busy with the two
+    costs no pipeline avoids: the GBP step (``kernel_core_seconds`` per image) and decode +
+    preprocess (``decode_core_seconds`` per image); every other per-image cost lowers it."""
+    return cores / (kernel_core_seconds + decode_core_seconds)
 
 
 def naive_throughput(model, images):
@@ -155,7 +194,8 @@ def run_pipeline(pattern, model_path, output, *overrides, beam_args=(), worker_t
     Returns:
         (wall seconds, peak RSS bytes of the process tree, manifest dict); the manifest gets
         ``timing`` from the launcher's summary line when it printed one
-        (``pipeline.outputs.summary.summary``).
+        (``pipeline.outputs.summary.summary``), and ``bench_core_seconds``: the CPU time
+        (user + system) of the run's process tree, from ``getrusage(RUSAGE_CHILDREN)``.
     """
     argv = [sys.executable, "-m", "pipeline", "--config", os.path.join(REPO, "configs/demo.yaml"),
             "--set", f"source.pattern={pattern}", "--set", f"model.path={model_path}",
@@ -164,7 +204,7 @@ def run_pipeline(pattern, model_path, output, *overrides, beam_args=(), worker_t
             "--output", output,
             *[x for o in (*extra_overrides, *overrides) for x in ("--set", o)], *beam_args]
     peak = [0]
-    start = time.perf_counter()
+    start, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     if worker_threads:
         env["TF_NUM_INTRAOP_THREADS"] = str(worker_threads)  # only the pipeline's processes
@@ -181,11 +221,14 @@ def run_pipeline(pattern, model_path, output, *overrides, beam_args=(), worker_t
     out, err = process.communicate()
     watcher.join()
     seconds = time.perf_counter() - start
+    done = resource.getrusage(resource.RUSAGE_CHILDREN)
+    core_seconds = (done.ru_utime + done.ru_stime) - (children.ru_utime + children.ru_stime)
     if process.returncode:
         raise RuntimeError(f"pipeline failed (exit code {process.returncode}): "
                            f"{err.decode()[-2000:]}")
     with open(os.path.join(output, "manifest.json")) as handle:
         manifest = json.load(handle)
+    manifest["bench_core_seconds"] = core_seconds
     timing = TIMING_LINE.search(out.decode())
     if timing:
         manifest["timing"] = dict(zip(("before_first_batch_seconds", "batch_seconds",
@@ -339,11 +382,14 @@ def legacy_prepare(data, side):
 
 
 def decode_timings(jpegs):
-    """Median ms per image of decode + preprocess to a 224-px model input.
+    """Median ms per image of decode + preprocess to a 224-px model input, of wall clock and of
+    core time (``time.process_time`` around each call: the CPU time of every thread of this
+    process, so a decoder or resize that spread over threads counts whole).
 
     Returns:
-        {'full', 'scaled', 'legacy'} -> ms. The modes take turns on each image, in a rotating
-        order, so that this machine's drifting speed and warm caches favour none.
+        ({'full', 'scaled', 'legacy'} -> wall ms, the same -> core ms). The modes take turns on
+        each image, in a rotating order, so that this machine's drifting speed and warm caches
+        favour none.
     """
     from pipeline.config import PreprocessConfig, SourceConfig
     from pipeline.stages.decode import decode_image
@@ -362,13 +408,16 @@ def decode_timings(jpegs):
     for name in names:
         modes[name](jpegs[0])  # warm-up
     seconds = {name: [] for name in names}
+    core_seconds = {name: [] for name in names}
     for _ in range(DECODE_TIMING_ROUNDS):
         for index, data in enumerate(jpegs):
             for name in names[index % 3:] + names[:index % 3]:
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 modes[name](data)
                 seconds[name].append(time.perf_counter() - start)
-    return {name: 1000 * float(np.median(values)) for name, values in seconds.items()}
+                core_seconds[name].append(time.process_time() - start_cpu)
+    return tuple({name: 1000 * float(np.median(values)) for name, values in found.items()}
+                 for found in (seconds, core_seconds))
 
 
 def large_jpeg_bench(args, run_options):
@@ -381,14 +430,14 @@ def large_jpeg_bench(args, run_options):
     count = args.large_images
     pattern, half_pattern, model_path = build_large_jpegs(args.workdir, count)
     jpegs = read_encoded(pattern, min(count, DECODE_TIMING_IMAGES))
-    timings = decode_timings(jpegs)
+    timings, core_timings = decode_timings(jpegs)
     source, config = SourceConfig(pattern="bench"), PreprocessConfig()
     inputs = np.stack([
         preprocess_image(decode_image(data, source, config, (LARGE_SIDE, LARGE_SIDE)),
                          (LARGE_SIDE, LARGE_SIDE, 3), config) for data in jpegs[:64]])
     inputs = np.concatenate([inputs] * max(1, 128 // len(inputs)))
     model = gbp_ops.load_model(model_path)
-    kernel_before = kernel_throughput(model, inputs)
+    kernel_before, kernel_core_before = kernel_timing(model, inputs)
 
     def run(name, data, *overrides):
         return run_pipeline(data, model_path, os.path.join(args.workdir, f"out-large-{name}"),
@@ -398,8 +447,11 @@ def large_jpeg_bench(args, run_options):
     half_seconds, _, half_manifest = run("scaled-half", half_pattern)
     full_seconds, full_rss, full_manifest = run("full", pattern,
                                                 "preprocess.scaled_jpeg_decode=false")
-    kernel_after = kernel_throughput(model, inputs)
+    kernel_after, kernel_core_after = kernel_timing(model, inputs)
     kernel = (kernel_before + kernel_after) / 2
+    kernel_core_seconds = (kernel_core_before + kernel_core_after) / 2
+    cores = cores_available()
+    bound = cpu_bound_images_per_s(cores, kernel_core_seconds, core_timings["scaled"] / 1000)
     rows = manifest["counts"]["saliency_rows"]
     extra_rows = rows - half_manifest["counts"]["saliency_rows"]
     results = {
@@ -420,7 +472,26 @@ def large_jpeg_bench(args, run_options):
         "large_pipeline_full_images_per_s": full_manifest["counts"]["saliency_rows"] / full_seconds,
         "large_rss_scaled_mb": rss / 2 ** 20,
         "large_rss_full_mb": full_rss / 2 ** 20,
+        # the CPU limit: both unavoidable per-image costs in core time, on the cores we have
+        "large_cores": cores,
+        "large_kernel_core_ms": 1000 * kernel_core_seconds,
+        "large_decode_scaled_core_ms": core_timings["scaled"],
+        "large_cpu_bound_images_per_s": bound,
+        "large_pipeline_share_of_bound": extra_rows / (seconds - half_seconds) / bound,
+        # in core time, which other processes on the machine do not change: the bound's
+        # core-seconds per image over the pipeline's (the difference of the two runs' process
+        # tree CPU time over the extra images); equal to the share above when no core idles
+        "large_pipeline_incremental_core_ms": 1000 * (
+            manifest["bench_core_seconds"] - half_manifest["bench_core_seconds"]) / extra_rows,
+        # the same share over the batch steps' span alone (the timing line): less noise
+        # than a difference of two walls on small runs, tail and first batch included
+        "large_pipeline_batch_span_share_of_bound": (
+            rows / manifest["timing"]["batch_seconds"] / bound
+            if "timing" in manifest else float("nan")),
     }
+    results["large_pipeline_core_share_of_bound"] = (
+        (results["large_kernel_core_ms"] + results["large_decode_scaled_core_ms"])
+        / results["large_pipeline_incremental_core_ms"])
     results.update(
         large_pipeline_scaled_over_kernel=results["large_pipeline_scaled_images_per_s"] / kernel,
         large_pipeline_scaled_incremental_over_kernel=(

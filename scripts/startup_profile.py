@@ -52,15 +52,28 @@ def _child(argv):
         import apache_beam as beam
         from apache_beam.runners.portability.fn_api_runner import fn_runner
 
+        import gbp_ops
         import gbp_ops.explainer
         import pipeline.explainers
         import pipeline.launch.preflight
+        import pipeline.launch.scaling_check
+        import pipeline.outputs.manifest
         import pipeline.stages.build
         import pipeline.stages.model_handler
 
-        timed(pipeline.launch.preflight, "preflight", "preflight (config checks, model, explainer)")
+        preflight = pipeline.launch.preflight
+        scaling = pipeline.launch.scaling_check
+        timed(preflight, "preflight", "preflight (config checks, model, explainer)")
+        timed(preflight, "_check_input", "  input: readable, keys of the first records")
         timed(pipeline.explainers, "load_configured_model", "  model load")
         timed(pipeline.explainers, "explainer_for_model", "  guided clone + explainer")
+        timed(preflight, "_check_contract", "  contract: class names, channels, scaling check")
+        timed(scaling, "labelled_sample", "    scaling check: first records read + prepared")
+        timed(scaling, "measure", "    scaling check: forward passes, every scaling")
+        timed(gbp_ops.explainer.GuidedBackprop, "_predict_fn", "    forward step trace (Python)")
+        timed(preflight, "_check_output", "  output writable")
+        timed(gbp_ops, "model_sha256", "  model file sha256")
+        timed(pipeline.outputs.manifest, "base_fields", "  manifest base fields")
         timed(gbp_ops.explainer.GuidedBackprop, "_step_fn", "GBP step trace (Python)")
         timed(pipeline.stages.build, "build_pipeline", "build_pipeline")
         timed(beam.Pipeline, "to_runner_api", "Beam: pipeline to runner API")
