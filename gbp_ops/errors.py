@@ -56,7 +56,7 @@ BAD_TARGETS_SHAPE = "targets must be one int per image, shape ({count},); got sh
 UNKNOWN_LAYER = "model has no layer named '{layer}'; top-level layers are: {names}"
 MODEL_NOT_FOUND = "model file not found: {path}"
 UNSUPPORTED_MODEL_FORMAT = (
-    "cannot load '{path}': expected a Keras model file ending in .keras or .h5"
+    "cannot load '{path}': expected a Keras model file ending in .keras, .h5 or .hdf5"
 )
 UNSAFE_MODEL = (
     "model '{path}' could not be loaded in Keras safe mode: {reason}. It probably holds a "

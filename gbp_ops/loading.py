@@ -18,7 +18,8 @@ SUPPORTED_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 def load_model(path, safe_mode=True, kind="auto", signature="serving_default", input_key=None,
                output_key=None):
-    """Loads a ``.keras`` or ``.h5`` model without compiling it, or a SavedModel directory.
+    """Loads a ``.keras``, ``.h5`` or ``.hdf5`` model without compiling it, or a SavedModel
+    directory.
 
     Args:
         path: a local path, or a remote ``.keras`` path that ``tf.io.gfile`` reads (Keras

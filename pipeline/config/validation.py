@@ -59,7 +59,7 @@ def validate(config):
     _require(config.preprocess.max_pixels >= 0, "preprocess.max_pixels",
              "expected an integer >= 0 (0 turns the size check off)")
     _require(bool(config.model.path), "model.path",
-             "a .keras or .h5 model path or a SavedModel directory is required")
+             "a .keras, .h5 or .hdf5 model path or a SavedModel directory is required")
     _one_of(config.model.kind, MODEL_KINDS, "model.kind")  # sanity vs SavedModel: preflight
     _require(
         explain.target in TARGET_POLICIES or config.fixed_target is not None,
