@@ -61,6 +61,20 @@ def test_no_border_flag_against_a_rest_of_one_example():
                                       (2, 1, 0.125, NAN)])) != []
 
 
+def test_a_rest_of_one_example_is_not_judged_when_its_variance_rounds_below_zero():
+    """One example's variance is 0 / 0. Pooled in floating point, a rest of one example at 0.1
+    next to 3 examples at 0.5 +- 0.125 leaves a sum of squares a hair below rest x mean^2, so
+    the rest's variance is never computed: no flag, and no division by zero."""
+    stats = _stats([(0, 3, 0.5, 0.125), (1, 1, 0.1, NAN)])
+    overall, row = stats.iloc[0], stats.iloc[1]  # the overall row, class 0
+    total, count = int(overall.example_count), int(row.example_count)
+    rest_mean = (total * overall.border_share_mean - count * row.border_share_mean) / 1
+    squares = ((total - 1) * overall.border_share_std ** 2 + total * overall.border_share_mean ** 2
+               - (count - 1) * row.border_share_std ** 2 - count * row.border_share_mean ** 2)
+    assert squares - rest_mean ** 2 < 0  # the fixture reaches the rounding case
+    assert flags.border_flags(stats) == []
+
+
 def _box_stats(classes):
     frame = _stats([(index, count, 0.1, 0.01) for index, count, _, _ in classes])
     frame["box_share_mean"] = [NAN] + [mean for _, _, mean, _ in classes]
