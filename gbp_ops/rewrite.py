@@ -32,7 +32,6 @@ UNSUPPORTED_ACTIVATIONS = frozenset(
     {"leaky_relu", "elu", "selu", "gelu", "gelu_approximate", "silu", "swish", "hard_silu",
      "hard_swish", "mish", "celu", "softplus", "glu", "relu_with_negative_slope"}
 )
-UNSUPPORTED_LAYER_TYPES = ("LeakyReLU", "ELU", "PReLU")
 # Final activations that are stripped so the pre-activation score (the logit) is explained.
 STRIPPABLE_FINAL_ACTIVATIONS = frozenset({"softmax", "sigmoid"})
 # How many layers of one activation the refusal names before it counts the rest.
@@ -178,7 +177,7 @@ class _LayerPlan:
 
     def _plan_layer(self, path, layer, strip, final):
         kind = type(layer).__name__
-        if kind in UNSUPPORTED_LAYER_TYPES or kind in GATED_LAYER_TYPES:
+        if kind in GATED_LAYER_TYPES:  # unsupported by GBP: refused, or gated on request
             self._other_activation(path, layer, kind, kind, lambda: GatedActivationLayer(layer))
             return
         if isinstance(layer, keras.layers.ReLU):
