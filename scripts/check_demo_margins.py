@@ -32,10 +32,6 @@ sys.path.insert(0, REPO)
 NO_MARK = "no-mark"  # the control model's seed label
 
 
-def _config_name(kernel, seed):
-    return f"onednn-{kernel}/seed-{seed}"
-
-
 def _run_job(model_path, pattern, output):
     """Runs the demo job (configs/demo.yaml) on a model; returns its seconds."""
     if os.path.exists(os.path.join(output, "manifest.json")):
@@ -108,23 +104,12 @@ def worker(folder, seed):
 
 
 def _measure(workdir, kernel, seed, again=True):
-    """Runs the worker for one config in a subprocess with that kernel setting (unless
-    ``again`` is false and it has saved its figures); returns the figures."""
-    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1" if kernel == "on" else "0",
-               TF_CPP_MIN_LOG_LEVEL="2")
-    folder = os.path.join(workdir, _config_name(kernel, seed))
-    values_path = os.path.join(folder, "values.json")
+    """One configuration's figures (``margins.measure_config``), with its time printed."""
+    from tests.e2e.margins import measure_config
+
     start = time.perf_counter()
-    if again or not os.path.exists(values_path):
-        result = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker",
-                                 str(seed), "--workdir", folder], cwd=REPO, env=env,
-                                capture_output=True, text=True)
-        if result.returncode:
-            raise SystemExit(f"{_config_name(kernel, seed)} failed:\n{result.stderr[-3000:]}")
-    with open(values_path) as handle:
-        values = json.load(handle)
-    print(f"{_config_name(kernel, seed)}: {time.perf_counter() - start:.0f} s "
-          f"({values['timing']})", flush=True)
+    name, values = measure_config(__file__, workdir, kernel, seed, again=again)
+    print(f"{name}: {time.perf_counter() - start:.0f} s ({values['timing']})", flush=True)
     return values
 
 
@@ -171,12 +156,12 @@ def main():
     from tests.e2e import margins
 
     workdir = os.path.abspath(args.workdir)
-    measured = {_config_name(kernel, seed): _measure(workdir, kernel, seed, not args.saved)
+    measured = {margins.config_name(kernel, seed): _measure(workdir, kernel, seed, not args.saved)
                 for kernel in args.kernels for seed in args.seeds}
     margins.print_margins(measured, tests())
     _print_other(measured)
     if args.controls:
-        name = _config_name("on", NO_MARK)
+        name = margins.config_name("on", NO_MARK)
         control = _measure(workdir, "on", NO_MARK, not args.saved)
         print("\nnegative controls: the bounds each one fails (each test must fail on each)")
         cases = [(f"{name} at the mirrored corner", {"mark": values["mirrored"]})

@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -98,21 +97,10 @@ def worker(folder, seed, parts):
 
 
 def _measure(workdir, kernel, seed, parts, again=True):
-    """Runs the worker for one config in a subprocess with that kernel setting (unless
-    ``again`` is false and it has saved its figures); returns ``(config name, figures)``."""
-    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1" if kernel == "on" else "0",
-               TF_CPP_MIN_LOG_LEVEL="2")
-    name = f"onednn-{kernel}/seed-{seed}"
-    folder = os.path.join(workdir, name)
-    values_path = os.path.join(folder, "values.json")
-    if again or not os.path.exists(values_path):
-        result = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker",
-                                 str(seed), "--workdir", folder, "--tests", *parts], cwd=REPO,
-                                env=env, capture_output=True, text=True)
-        if result.returncode:
-            raise SystemExit(f"{name} failed:\n{result.stderr[-3000:]}")
-    with open(values_path) as handle:
-        values = json.load(handle)
+    """One configuration's figures (``margins.measure_config``), with its parts' times printed."""
+    from tests.e2e.margins import measure_config
+
+    name, values = measure_config(__file__, workdir, kernel, seed, ["--tests", *parts], again)
     print(f"{name}: " + ", ".join(f"{part} {seconds:.0f} s"
                                   for part, seconds in values["timing"].items()), flush=True)
     return name, values

@@ -1,6 +1,7 @@
 """Shared helpers for end-to-end tests: tiny datasets, models, runs and independent references."""
 
 import html.parser
+import importlib.util
 import io
 import os
 import re
@@ -15,6 +16,16 @@ from pipeline import cli
 from tests.gbp_ops.toy_models import randomize_batchnorm
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def load_script(name):
+    """The module of ``scripts/<name>.py`` (scripts are not a package), for testing its
+    helpers."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "scripts",
+                                                                      f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 DEMO_PRESET = os.path.join(REPO, "configs", "demo.yaml")
 IMAGE_SIZE = 32
 

@@ -7,10 +7,40 @@ scripts print, for every bound, the value on each seed and kernel and the smalle
 """
 
 import dataclasses
+import json
 import math
 import operator
+import os
+import subprocess
+import sys
 
 _OPERATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def config_name(kernel, seed):
+    """``onednn-<on|off>/seed-<seed>``: one training configuration of a margins script."""
+    return f"onednn-{kernel}/seed-{seed}"
+
+
+def measure_config(script, workdir, kernel, seed, worker_args=(), again=True):
+    """Runs ``script --worker SEED --workdir DIR *worker_args`` in a subprocess with oneDNN's
+    kernels ``kernel`` ("on" or "off"), unless ``again`` is false and DIR already holds its
+    figures; returns ``(config name, figures)``, the figures read from ``DIR/values.json``
+    (DIR = ``workdir/<config name>``)."""
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1" if kernel == "on" else "0",
+               TF_CPP_MIN_LOG_LEVEL="2")
+    name = config_name(kernel, seed)
+    folder = os.path.join(workdir, name)
+    values_path = os.path.join(folder, "values.json")
+    if again or not os.path.exists(values_path):
+        result = subprocess.run([sys.executable, os.path.abspath(script), "--worker", str(seed),
+                                 "--workdir", folder, *worker_args], cwd=_REPO, env=env,
+                                capture_output=True, text=True)
+        if result.returncode:
+            raise SystemExit(f"{name} failed:\n{result.stderr[-3000:]}")
+    with open(values_path) as handle:
+        return name, json.load(handle)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,20 +3,15 @@ GBP step and decoding cost per image, checked against the issue's own figures an
 simulated schedule of the same work on the same cores."""
 
 import heapq
-import importlib.util
 import os
 
 import pytest
 
-from tests.e2e.helpers import REPO
+from tests.e2e.helpers import load_script
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench", os.path.join(REPO, "scripts",
-                                                                        "bench.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench")
 
 
 def test_the_issue_s_figures_give_its_bound():

@@ -1,21 +1,15 @@
 """The launcher's timing line: the split of a run's wall time around its batch steps, and the
 bench's parser of it kept in step with it."""
 
-import importlib.util
-import os
 
 import pytest
 
 from pipeline.outputs import summary
-from tests.e2e.helpers import REPO
+from tests.e2e.helpers import load_script
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench", os.path.join(REPO, "scripts",
-                                                                        "bench.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench")
 
 
 def test_timing_fields_split_the_wall_around_the_batch_window():
