@@ -19,7 +19,6 @@ measurements are taken again unless --saved. Each config's figures go to
 <workdir>/<config>/values.json.
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -138,14 +137,11 @@ def _print_other(measured):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    parser.add_argument("--kernels", nargs="+", choices=["on", "off"], default=["on", "off"])
-    parser.add_argument("--workdir", default=os.path.join(REPO, ".cache", "demo-margins"))
+    from tests.e2e.margins import script_parser
+
+    # the worker's seed may be NO_MARK, so it stays a string
+    parser = script_parser(__doc__.split("\n\n")[0], "demo-margins", worker_type=str)
     parser.add_argument("--controls", action="store_true")
-    parser.add_argument("--saved", action="store_true",
-                        help="print the figures saved by an earlier run where there are some")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
         worker(args.workdir, args.worker)

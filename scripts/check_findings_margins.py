@@ -17,7 +17,6 @@ Models and runs are cached in --workdir (delete it to start over); measurements 
 again unless --saved. Each config's figures go to <workdir>/<config>/values.json.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -112,14 +111,9 @@ def tests():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    parser.add_argument("--kernels", nargs="+", choices=["on", "off"], default=["on", "off"])
-    parser.add_argument("--workdir", default=os.path.join(REPO, ".cache", "findings-margins"))
-    parser.add_argument("--saved", action="store_true",
-                        help="print the figures saved by an earlier run where there are some")
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    from tests.e2e.margins import script_parser
+
+    args = script_parser(__doc__.split("\n\n")[0], "findings-margins").parse_args()
     if args.worker is not None:
         worker(args.workdir, args.worker)
         return

@@ -25,7 +25,6 @@ Each config's figures go to <workdir>/<config>/values.json; --saved prints those
 measuring again.
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -145,16 +144,11 @@ def _controls(measured, parts):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    parser.add_argument("--kernels", nargs="+", choices=["on", "off"], default=["on", "off"])
+    from tests.e2e.margins import script_parser
+
+    parser = script_parser(__doc__.split("\n\n")[0], "trained-test-margins")
     parser.add_argument("--tests", nargs="+", choices=["compare", "scaling"],
                         default=["compare", "scaling"])
-    parser.add_argument("--workdir", default=os.path.join(REPO, ".cache",
-                                                          "trained-test-margins"))
-    parser.add_argument("--saved", action="store_true",
-                        help="print the figures saved by an earlier run where there are some")
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
         worker(args.workdir, args.worker, args.tests)

@@ -6,6 +6,7 @@ each CPU), so a test on them asserts a `Bound` whose threshold keeps a measured 
 scripts print, for every bound, the value on each seed and kernel and the smallest margin.
 """
 
+import argparse
 import dataclasses
 import json
 import math
@@ -21,6 +22,20 @@ _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 def config_name(kernel, seed):
     """``onednn-<on|off>/seed-<seed>``: one training configuration of a margins script."""
     return f"onednn-{kernel}/seed-{seed}"
+
+
+def script_parser(description, cache_name, worker_type=int):
+    """The arguments every margins script takes: ``--seeds``, ``--kernels``, ``--workdir``
+    (default ``.cache/<cache_name>`` in the repository), ``--saved``, and the hidden
+    ``--worker SEED`` that ``measure_config`` passes to a configuration's subprocess."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--kernels", nargs="+", choices=["on", "off"], default=["on", "off"])
+    parser.add_argument("--workdir", default=os.path.join(_REPO, ".cache", cache_name))
+    parser.add_argument("--saved", action="store_true",
+                        help="print the figures saved by an earlier run where there are some")
+    parser.add_argument("--worker", type=worker_type, help=argparse.SUPPRESS)
+    return parser
 
 
 def measure_config(script, workdir, kernel, seed, worker_args=(), again=True):
