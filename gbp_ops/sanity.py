@@ -194,16 +194,17 @@ def verdict(summary_by_depth, class_entry=None, method=None):
 
 def _class_verdict(entry):
     value = entry["spearman_mean"]
-    if np.isnan(value):
+    found = band(value)
+    if found == BAND_UNDEFINED:
         return "The class-sensitivity check could not compare the maps (constant maps)."
     measured = (f"the map of a randomly drawn other class has mean Spearman {value:.2f} (SSIM "
                 f"{entry['ssim_mean']:.2f}) with the explained class's map, over "
                 f"{entry['count'] - entry['spearman_undefined']} examples")
-    if value >= SIMILAR_SPEARMAN:
+    if found == BAND_SIMILAR:
         return (f"Maps barely depend on the class explained: {measured}, so per-class "
                 "comparisons with this method can mislead (Nie et al. 2018 explain why "
                 "guided backprop behaves so).")
-    if value >= PARTLY_SIMILAR_SPEARMAN:
+    if found == BAND_PARTLY_SIMILAR:
         return (f"Maps depend partly on the class explained: {measured}; read per-class "
                 "differences with care.")
     return f"Maps are class-specific: {measured}."
@@ -260,13 +261,14 @@ def _randomization_verdict(summary_by_depth):
     if deepest != top:
         tail += (f" With all {deepest} units randomized the mean Spearman is "
                 f"{summary_by_depth[deepest]['spearman_mean']:.2f}.")
-    if np.isnan(value):
+    found = band(value)
+    if found == BAND_UNDEFINED:
         return f"The maps could not be compared at depth {top} (constant maps).{tail}"
-    if value >= SIMILAR_SPEARMAN:
+    if found == BAND_SIMILAR:
         return (f"Maps changed little when the top layers were randomized ({at_top}): like the "
                 "GBP weakness reported by Adebayo et al. 2018, they may reflect image structure "
                 f"more than what the model learned.{tail}")
-    if value >= PARTLY_SIMILAR_SPEARMAN:
+    if found == BAND_PARTLY_SIMILAR:
         return (f"Maps changed partly when the top layers were randomized ({at_top}): they "
                 "depend on the learned weights, but much of their structure survives "
                 f"randomization (compare Adebayo et al. 2018).{tail}")
