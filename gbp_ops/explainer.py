@@ -61,16 +61,16 @@ class Explanation:
 
 
 class GuidedBackprop:
-    """Guided backpropagation for a Keras image classifier, batched with a fixed batch shape.
+    """Guided backpropagation for a Keras image classifier, run in batches of ``batch_size``.
 
     The caller's model is cloned and rewritten (see ``guide_model``); the step is one
-    ``tf.function`` with a fixed ``(batch_size, H, W, C)`` signature, so it traces once and
-    a partial last batch is padded rather than re-traced. The step runs on a GPU when TF sees
+    ``tf.function`` with a ``(None, H, W, C)`` signature, so it traces once for every batch
+    size and a partial last batch costs only its own rows. The step runs on a GPU when TF sees
     one.
 
     Args:
         model: a Functional or Sequential ``keras.Model`` with one image input ``(H, W, C)``.
-        batch_size: the fixed batch the step is compiled for.
+        batch_size: the most rows one step computes.
         strip_final_activation: explain the logit under a final softmax/sigmoid (default).
         allow_unguided: leave unsupported activations unguided (with a warning) instead of
             raising.
@@ -167,12 +167,17 @@ class GuidedBackprop:
         self._num_outputs = num_outputs
         self.num_classes = 2 if num_outputs == 1 else num_outputs
 
+    def _step_batch(self):
+        """The batch dimension of the compiled step: None (any batch, so no padding) here."""
+        return None
+
     def _compile_step(self, compile):
-        """The batch step, traced once for ``(batch_size, *input_shape)`` (or eager)."""
+        """The batch step, traced once for ``(_step_batch(), *input_shape)`` (or eager)."""
+        batch = self._step_batch()
         signature = [
-            tf.TensorSpec((self.batch_size, *self.input_shape), tf.float32),
-            tf.TensorSpec((self.batch_size,), tf.int32),
-            tf.TensorSpec((self.batch_size,), tf.int64),
+            tf.TensorSpec((batch, *self.input_shape), tf.float32),
+            tf.TensorSpec((batch,), tf.int32),
+            tf.TensorSpec((batch,), tf.int64),
         ]
         self._step = tf.function(self._step_fn, input_signature=signature) if compile else (
             self._step_fn
@@ -304,10 +309,13 @@ class GuidedBackprop:
         )
 
     def _explain_chunk(self, images, targets, seeds):
-        """One compiled step on at most ``batch_size`` rows, padded to the step's fixed batch."""
+        """One compiled step on at most ``batch_size`` rows (padded only for a step traced for a
+        fixed batch)."""
         count = len(images)
         self.num_steps += 1
-        outputs = self._step(*(tf.constant(pad_rows(array, self.batch_size))
+        fixed_batch = self._step_batch()
+        outputs = self._step(*(tf.constant(array if fixed_batch is None else
+                                           pad_rows(array, fixed_batch))
                                for array in (images, targets, seeds)))
         return tuple(np.asarray(t)[:count] for t in outputs)
 

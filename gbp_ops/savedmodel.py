@@ -85,6 +85,10 @@ class SavedModelGuidedBackprop(GuidedBackprop):
                                 SPACE_LOGIT if self.stripped_activation else SPACE_OUTPUT)
         self._set_input_shape(source.input_shape)
 
+    def _step_batch(self):
+        """``batch_size``: the graph is wrapped for a fixed batch, so a partial one is padded."""
+        return self.batch_size
+
     def _build_method(self, source, strip_final_activation, allow_unguided):
         """The method's checks, then the wrapped graph (which also sets the output count)."""
         self._check_method()

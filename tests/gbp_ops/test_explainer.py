@@ -91,7 +91,22 @@ def test_batched_equals_per_example_and_partial_batch_equals_full():
     batched = explainer.explain(images)
     one_by_one = np.concatenate([explainer.explain(images[i:i + 1]) for i in range(7)])
     np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, atol=1e-7)
-    assert explainer.num_traces == 1  # partial batches are padded, never re-traced
+    assert explainer.num_traces == 1  # one trace serves every batch size
+
+
+def test_a_partial_batch_computes_only_its_own_rows():
+    model = random_cnn(16)
+    explainer = GuidedBackprop(model, batch_size=4)
+    step, rows_per_call = explainer._step, []
+
+    def counting_step(images, targets, seeds):
+        rows_per_call.append(int(images.shape[0]))
+        return step(images, targets, seeds)
+
+    explainer._step = counting_step
+    explainer.explain(random_images(7, 16, seed=2))
+    assert rows_per_call == [4, 3]
+    assert explainer.num_traces == 1
 
 
 def test_tracing_ahead_in_another_thread_traces_once_and_changes_nothing():
