@@ -18,7 +18,8 @@ class Clustering:
 
     Attributes:
         labels: int64 ``(S,)`` cluster per sample member, 0 = largest cluster.
-        eigenvalues: float64 ``(m,)`` smallest eigenvalues of the normalised Laplacian.
+        eigenvalues: float64 ``(m,)`` smallest eigenvalues of the normalised Laplacian; empty
+            (m = 0) for a sample of fewer than 3 maps, which is not clustered.
         k: the number of clusters the eigengap chose.
         embedding: float32 ``(S, 2)`` 2-D view (the first two non-trivial eigenvectors).
     """
@@ -104,7 +105,8 @@ def cluster_maps(maps, ids, max_clusters, neighbors, seed):
     features = np.asarray(maps, np.float64).reshape(len(maps), -1)
     count = len(features)
     if count < 3:
-        return Clustering(np.zeros(count, np.int64), np.zeros(count), 1,
+        # no spectrum is computed for one or two maps: no eigenvalues, rather than made-up zeros
+        return Clustering(np.zeros(count, np.int64), np.zeros(0), 1,
                           np.zeros((count, 2), np.float32))
     values, vectors = laplacian_spectrum(affinity_graph(features, neighbors),
                                          max(max_clusters, 2) + 1)

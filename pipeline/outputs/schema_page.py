@@ -46,7 +46,8 @@ MANIFEST_FIELDS = (
                  "merges overlapping flagged clusters of a class: target, target_name, "
                  "clusters, example_count, region [ymin, xmin, ymax, xmax], flip_rate, "
                  "control_flip_rate, occluded_examples, sentence; empty: nothing flagged), "
-                 "`by_class` (target, sample_size, clusters, eigenvalues, "
+                 "`by_class` (target, sample_size, clusters, eigenvalues: the Laplacian's "
+                 "smallest, empty for a sample of fewer than 3, which is not clustered; "
                  "assignment_agreement) and `assignment_agreement`"),
     ("fidelity", "reduced precision only: the maps' agreement with float32 on a sample"),
     ("precision_choice", "`explain.precision: auto` only: the precision requested and used, "

@@ -116,6 +116,14 @@ def test_a_one_member_sample_votes_for_its_only_cluster():
     assert clustering.cluster_maps(np.ones((1, 4, 4)), ["a"], 6, 5, 0).labels.tolist() == [0]
 
 
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_sample_too_small_to_cluster_reports_no_eigenvalues(count):
+    maps = np.random.default_rng(count).random((count, 4, 4))
+    result = clustering.cluster_maps(maps, [f"e{i}" for i in range(count)], 6, 5, 0)
+    assert result.labels.tolist() == [0] * count and result.k == 1
+    assert result.eigenvalues.shape == (0,)  # not a spectrum of zeros nobody computed
+
+
 def _explained(labels, predicted, maps, scores):
     examples = [types.SimpleNamespace(example_id=f"e{i}", label=label,
                                       display=np.zeros((4, 4, 3), np.uint8))
