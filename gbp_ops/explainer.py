@@ -26,6 +26,7 @@ from gbp_ops.maps import REDUCTIONS
 from gbp_ops.model_graph import assign_layer_weights
 from gbp_ops.rewrite import SPACE_LOGIT, guide_model
 from gbp_ops.smoothgrad import smoothgrad_maps
+from gbp_ops.tracing import TracedStep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,13 +180,11 @@ class GuidedBackprop:
             tf.TensorSpec((batch,), tf.int32),
             tf.TensorSpec((batch,), tf.int64),
         ]
-        self._step = tf.function(self._step_fn, input_signature=signature) if compile else (
-            self._step_fn
-        )
+        self._step = TracedStep(self._step_fn, signature) if compile else self._step_fn
         # ``predict``'s forward-only step, traced on first use (or ``trace``) for any batch
         # size: occlusion predicts a few images per cluster, and padding each call to
         # ``batch_size`` would spend most of the forward passes on padding.
-        self._forward = (tf.function(self._predict_fn, input_signature=[
+        self._forward = (TracedStep(self._predict_fn, [
             tf.TensorSpec((None, *self.input_shape), tf.float32)]) if compile else
             self._predict_fn)
         self._compile = compile

@@ -4,13 +4,16 @@ Usage:  .venv/bin/python scripts/startup_profile.py [--images 64] [--workdir DIR
 
 Runs the bench's setup (scripts/bench.py: 128 px reference model, JPEG TFRecords, batch 32,
 sanity off, findings and report on) in a child process whose launcher functions and Beam runner
-stages are wrapped with timers, and prints one line per part (seconds from process start, and
+stages are wrapped with timers (findings' clustering and occlusion, the report's imports and
+figures among them), and prints one line per part (seconds from process start, and
 duration), then the same parts as JSON. The parent measures the whole wall time, so the
 interpreter's exit is a part too. Stage names are shortened to their first transform.
 """
 
 import argparse
 import functools
+import importlib.abc
+import importlib.util
 import json
 import os
 import subprocess
@@ -48,6 +51,25 @@ def _child(argv):
 
         setattr(owner, name, wrapper)
 
+    def summed(owner, name, label):
+        """Like ``timed``, for a function called many times: one part from its first start
+        lasting the sum of its calls."""
+        function = getattr(owner, name)
+        part = [label, None, None]  # stop = first start + the calls' total
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            start = now()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                if part[1] is None:
+                    part[1] = part[2] = start
+                    parts.append(part)
+                part[2] += now() - start
+
+        setattr(owner, name, wrapper)
+
     def install():
         import apache_beam as beam
         from apache_beam.runners.portability.fn_api_runner import fn_runner
@@ -55,6 +77,8 @@ def _child(argv):
         import gbp_ops
         import gbp_ops.explainer
         import pipeline.explainers
+        import pipeline.findings.analysis
+        import pipeline.findings.clustering
         import pipeline.launch.preflight
         import pipeline.launch.scaling_check
         import pipeline.outputs.manifest
@@ -69,12 +93,17 @@ def _child(argv):
         timed(pipeline.explainers, "explainer_for_model", "  guided clone + explainer")
         timed(preflight, "_check_contract", "  contract: class names, channels, scaling check")
         timed(scaling, "labelled_sample", "    scaling check: first records read + prepared")
-        timed(scaling, "measure", "    scaling check: forward passes, every scaling")
+        timed(scaling, "measure", "    scaling check: forward passes")
         timed(gbp_ops.explainer.GuidedBackprop, "_predict_fn", "    forward step trace (Python)")
         timed(preflight, "_check_output", "  output writable")
         timed(gbp_ops, "model_sha256", "  model file sha256")
         timed(pipeline.outputs.manifest, "base_fields", "  manifest base fields")
         timed(gbp_ops.explainer.GuidedBackprop, "_step_fn", "GBP step trace (Python)")
+        findings = pipeline.findings.analysis
+        summed(findings, "analyse_class", "  findings: the classes' clusters and occlusion")
+        summed(pipeline.findings.clustering, "cluster_maps",
+               "    clustering (scikit-learn and scipy imported on first use)")
+        summed(findings, "flip_rate", "    occlusion: forward passes")
         timed(pipeline.stages.build, "build_pipeline", "build_pipeline")
         timed(beam.Pipeline, "to_runner_api", "Beam: pipeline to runner API")
         timed(fn_runner.FnApiRunner, "run_stages", "Beam: run all stages")
@@ -113,6 +142,27 @@ def _child(argv):
         install()
 
     warmup.import_run_modules = import_run_modules
+    class ReportTimer(importlib.abc.MetaPathFinder):
+        """Times ``pipeline.report``'s import (matplotlib, pyarrow.dataset) and wraps its
+        ``write_report`` before the launcher takes the name."""
+
+        def find_spec(self, fullname, path=None, target=None):
+            if fullname != "pipeline.report":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(fullname)
+            execute = spec.loader.exec_module
+
+            def exec_module(module):
+                start = now()
+                execute(module)
+                parts.append(("  report.html: imports (matplotlib, readers)", start, now()))
+                timed(module, "write_report", "  report.html: reading, figures, PNGs")
+
+            spec.loader.exec_module = exec_module
+            return spec
+
+    sys.meta_path.insert(0, ReportTimer())
     parts.append(("process start (interpreter, launcher module)", 0.0, now()))
     sys.argv = ["pipeline", *argv]
     code = cli.main(one_audit=True)
@@ -164,10 +214,15 @@ def main():
     if quick:
         parts.append((f"  {len(quick)} other stages (sum)", quick[0][1],
                       quick[0][1] + sum(stop - begin for _, begin, stop in quick)))
+    timing = [line.split("gbp-audit: ", 1)[-1] for line in done.stdout.splitlines()
+              if "before the first batch" in line]
     print(f"{args.images} images, wall {wall:.2f} s (one run)")
+    if timing:  # the run's own timing line: the bench's outside-the-batches figure
+        print(f"the run's timing line: {timing[-1]}")
     for label, begin, stop in sorted(parts, key=lambda part: part[1]):
         print(f"{begin:7.2f} s  {stop - begin:6.2f} s  {label}")
     print(json.dumps({"images": args.images, "wall_seconds": round(wall, 2),
+                      "timing_line": timing[-1] if timing else None,
                       "parts": {label.strip(): round(stop - begin, 2)
                                 for label, begin, stop in parts}}))
 

@@ -9,7 +9,9 @@
    ``MIN_GAIN`` (absolute) on at least ``MIN_SAMPLE`` examples, and by a paired sign test
    (McNemar's z over the examples the two scalings disagree on) of at least ``MIN_Z``, so a
    model that guesses does not trip it. The configured scaling is measured first, and the
-   others only when it could lose (accuracy <= 1 - ``MIN_GAIN``).
+   others only when it could lose (accuracy <= 1 - ``MIN_GAIN``); each of them is predicted
+   first on the examples the configured scaling got wrong (the only ones where it can gain),
+   and on the rest only when it could still be clearly better (``measure``).
    ``preprocess.scaling_check: false`` turns it off.
 3. Otherwise the run cannot know: the manifest and the report say the scaling was configured
    and not checked.
@@ -41,6 +43,9 @@ WRONG_SCALING = (
     "preprocess.scaling={best} {best_accuracy:.0%} ({best_right}/{count}) (all: {table}); set "
     "preprocess.scaling={best}, or preprocess.scaling_check=false to keep {scaling}"
 )
+
+LEFT_OUT = (" ({names}: predicted on the {wrong} examples {scaling} got wrong, and right on too "
+            "few of them to be clearly better whatever the rest)")
 
 
 class ScalingError(ValueError):
@@ -83,23 +88,45 @@ def labelled_sample(config, input_shape):
 
 
 def measure(explainer, pixels, labels, configured=None):
-    """``{scaling: bool (N,) correct}`` per candidate scaling (forward passes only).
+    """``{scaling: bool (N,) correct}`` for each candidate scaling measured on the whole
+    sample (forward passes only); without ``configured``, every candidate in order.
 
     ``configured`` is measured first. When its accuracy exceeds ``1 - MIN_GAIN`` no other
     scaling can gain ``MIN_GAIN`` on it, so the others are not measured: a well-scaled,
-    accurate model pays one forward pass of the sample, not one per scaling.
+    accurate model pays one forward pass of the sample, not one per scaling. Otherwise each
+    other scaling is predicted first on the examples ``configured`` got wrong, the only ones
+    where it can be right alone. If it would not be ``clearly_better`` even when right on
+    every remaining example (its best case: gain and z only fall with each example it gets
+    wrong there), it cannot be the scaling that refuses ``configured`` and is left out;
+    else it is predicted on the rest too. The decision is the one every scaling measured in
+    full would give: a left-out scaling gains less than ``MIN_GAIN`` or has too low a z, so
+    it is either not the most accurate or not clearly better.
     """
+    names = candidate_scalings(explainer.input_shape[-1])
+    if configured not in names:
+        return {name: _hits(explainer, pixels, labels, name) for name in names}
+    correct = {configured: _hits(explainer, pixels, labels, configured)}
+    if correct[configured].mean() > 1 - MIN_GAIN:
+        return correct
+    wrong = ~correct[configured]
+    for name in names:
+        if name == configured:
+            continue
+        hits = np.ones(len(labels), bool)  # the best case where configured was right
+        hits[wrong] = _hits(explainer, pixels[wrong], labels[wrong], name)
+        if clearly_better({configured: correct[configured], name: hits}, configured, name):
+            hits[~wrong] = _hits(explainer, pixels[~wrong], labels[~wrong], name)
+            correct[name] = hits
+    return correct
+
+
+def _hits(explainer, pixels, labels, scaling):
+    """bool ``(n,)``: the model predicts each label right with ``scaling``."""
     from pipeline.images import scale_pixels
 
-    names = candidate_scalings(explainer.input_shape[-1])
-    if configured in names:
-        names = (configured, *(name for name in names if name != configured))
-    correct = {}
-    for name in names:
-        correct[name] = explainer.predict(scale_pixels(pixels, name).astype(np.float32)) == labels
-        if name == configured and correct[name].mean() > 1 - MIN_GAIN:
-            break
-    return correct
+    if not len(labels):
+        return np.zeros(0, bool)
+    return explainer.predict(scale_pixels(pixels, scaling).astype(np.float32)) == labels
 
 
 def clearly_better(correct, configured, other):
@@ -158,9 +185,20 @@ def decide(config, explainer):
             accuracy=correct[scaling].mean(), right=int(correct[scaling].sum()), best=best,
             best_accuracy=correct[best].mean(), best_right=int(correct[best].sum()),
             table=", ".join(f"{name} {hits.mean():.2f}" for name, hits in correct.items())))
-    verdict = ("no scaling clearly better" if others else
-               f"no other scaling can be {MIN_GAIN:.0%} more accurate")
-    field["decided_by"] = (f"configured; checked on {len(labels)} labelled examples: "
-                           f"accuracy {correct[scaling].mean():.2f}, {verdict}"
-                           if scaling in correct else "configured")
+    field["decided_by"] = _verdict(correct, scaling, candidate_scalings(
+        explainer.input_shape[-1])) if scaling in correct else "configured"
     return field
+
+
+def _verdict(correct, scaling, candidates):
+    """``decided_by`` for an accepted, measured ``scaling``."""
+    accuracy = correct[scaling].mean()
+    words = (f"configured; checked on {len(correct[scaling])} labelled examples: accuracy "
+             f"{accuracy:.2f}, ")
+    if accuracy > 1 - MIN_GAIN:
+        return words + f"no other scaling can be {MIN_GAIN:.0%} more accurate"
+    left_out = [name for name in candidates if name not in correct]
+    if not left_out:
+        return words + "no scaling clearly better"
+    return words + "no scaling clearly better" + LEFT_OUT.format(
+        names=", ".join(left_out), scaling=scaling, wrong=int(np.sum(~correct[scaling])))
