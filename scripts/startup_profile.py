@@ -38,7 +38,9 @@ def _child(argv):
     def now():
         return time.time() - started
 
-    def timed(owner, name, label):
+    def wrapped(owner, name, record):
+        """Replaces ``owner.name`` with a wrapper that calls ``record(start, stop)`` after
+        each call."""
         function = getattr(owner, name)
 
         @functools.wraps(function)
@@ -47,28 +49,25 @@ def _child(argv):
             try:
                 return function(*args, **kwargs)
             finally:
-                parts.append((label, start, now()))
+                record(start, now())
 
         setattr(owner, name, wrapper)
+
+    def timed(owner, name, label):
+        wrapped(owner, name, lambda start, stop: parts.append((label, start, stop)))
 
     def summed(owner, name, label):
         """Like ``timed``, for a function called many times: one part from its first start
         lasting the sum of its calls."""
-        function = getattr(owner, name)
         part = [label, None, None]  # stop = first start + the calls' total
 
-        @functools.wraps(function)
-        def wrapper(*args, **kwargs):
-            start = now()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                if part[1] is None:
-                    part[1] = part[2] = start
-                    parts.append(part)
-                part[2] += now() - start
+        def record(start, stop):
+            if part[1] is None:
+                part[1] = part[2] = start
+                parts.append(part)
+            part[2] += stop - start
 
-        setattr(owner, name, wrapper)
+        wrapped(owner, name, record)
 
     def install():
         import apache_beam as beam
