@@ -17,6 +17,9 @@ from tests.gbp_ops.toy_models import randomize_batchnorm
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+DEMO_PRESET = os.path.join(REPO, "configs", "demo.yaml")
+IMAGE_SIZE = 32
+
 
 def load_script(name):
     """The module of ``scripts/<name>.py`` (scripts are not a package), for testing its
@@ -26,8 +29,34 @@ def load_script(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-DEMO_PRESET = os.path.join(REPO, "configs", "demo.yaml")
-IMAGE_SIZE = 32
+
+
+def encoded_example(image_bytes=None, label=None, example_id=None):
+    """One serialized ``tf.train.Example`` under the demo preset's keys: ``image/encoded``
+    (bytes), ``image/class/label`` (int) and ``image/id`` (str); a None value leaves its key
+    out."""
+    import tensorflow as tf
+
+    feature = {}
+    if image_bytes is not None:
+        feature["image/encoded"] = tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[image_bytes]))
+    if label is not None:
+        feature["image/class/label"] = tf.train.Feature(
+            int64_list=tf.train.Int64List(value=[label]))
+    if example_id is not None:
+        feature["image/id"] = tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[example_id.encode()]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def write_records(path, records):
+    """Writes serialized records to one TFRecord file at ``path``."""
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record)
 
 
 def small_model(path, seed=0):

@@ -17,8 +17,9 @@ import io
 import os
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
+
+from tests.e2e import helpers
 
 FACE = (150, 120, 380, 350)  # Grace Hopper's face in grace_hopper.jpg (left, top, right, bottom)
 # (example id, photo, crop box or None, resize (width, height) or None, PIL mode, format);
@@ -95,15 +96,8 @@ def encoded_images():
 
 def write_tfrecord(path, encoded):
     """One ``tf.train.Example`` per image (``image/encoded``, ``image/id``; no label)."""
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for example_id, data in encoded.items():
-            feature = {
-                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
-                "image/id": tf.train.Feature(bytes_list=tf.train.BytesList(
-                    value=[example_id.encode()])),
-            }
-            writer.write(tf.train.Example(features=tf.train.Features(
-                feature=feature)).SerializeToString())
+    helpers.write_records(path, [helpers.encoded_example(data, example_id=example_id)
+                                 for example_id, data in encoded.items()])
 
 
 def expected_conversions(encoded, side):

@@ -48,25 +48,15 @@ def _records(seed=0):
     records = []
     for index, (height, width, channels, image_format) in enumerate(IMAGES):
         image = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
-        feature = {
-            "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(
-                value=[_encode(image, image_format)])),
-            "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(
-                value=[index % 2])),
-            "image/id": tf.train.Feature(bytes_list=tf.train.BytesList(
-                value=[f"img-{index}".encode()])),
-        }
-        records.append(tf.train.Example(features=tf.train.Features(
-            feature=feature)).SerializeToString())
+        records.append(helpers.encoded_example(_encode(image, image_format), index % 2,
+                                               f"img-{index}"))
     return records
 
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
     root = tmp_path_factory.mktemp("conversions")
-    with tf.io.TFRecordWriter(str(root / "mixed.tfrecord")) as writer:
-        for record in _records():
-            writer.write(record)
+    helpers.write_records(root / "mixed.tfrecord", _records())
     helpers.small_model(str(root / "model.keras"))
     return root
 

@@ -53,15 +53,6 @@ def test_the_bomb_generator_writes_a_valid_png():
     np.testing.assert_array_equal(decoded, np.broadcast_to([64, 128, 192], (30, 50, 3)))
 
 
-def _example(image_bytes, label, example_id):
-    feature = {
-        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_bytes])),
-        "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-        "image/id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[example_id.encode()])),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-
 @pytest.fixture(scope="module")
 def bomb_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("bomb")
@@ -69,12 +60,10 @@ def bomb_run(tmp_path_factory):
     size = helpers.IMAGE_SIZE
     good = np.random.default_rng(6).integers(0, 256, (8, size, size, 3), dtype=np.uint8)
     bomb = constant_png(BOMB_SIDE, BOMB_SIDE)
-    records = [_example(tf.io.encode_png(image).numpy(), i % 2, f"good-{i}")
+    records = [helpers.encoded_example(tf.io.encode_png(image).numpy(), i % 2, f"good-{i}")
                for i, image in enumerate(good)]
-    records.insert(4, _example(bomb, 0, "bomb"))
-    with tf.io.TFRecordWriter(str(root / "mixed.tfrecord")) as writer:
-        for record in records:
-            writer.write(record)
+    records.insert(4, helpers.encoded_example(bomb, 0, "bomb"))
+    helpers.write_records(root / "mixed.tfrecord", records)
     argv = [sys.executable, "-m", "pipeline", "--config", helpers.DEMO_PRESET,
             "--set", f"source.pattern={root / 'mixed.tfrecord'}",
             "--set", f"model.path={root / 'model.keras'}", "--output", str(root / "out"),

@@ -12,31 +12,6 @@ from tests.e2e import helpers
 SIZE = helpers.IMAGE_SIZE
 
 
-def _bytes(value):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-
-def _int(value):
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-
-
-def _example(image_bytes=None, label=None, example_id=None):
-    feature = {}
-    if image_bytes is not None:
-        feature["image/encoded"] = _bytes(image_bytes)
-    if label is not None:
-        feature["image/class/label"] = _int(label)
-    if example_id is not None:
-        feature["image/id"] = _bytes(example_id.encode())
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-
-def _write(path, records):
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for record in records:
-            writer.write(record)
-
-
 def _good_images(count, seed):
     return np.random.default_rng(seed).integers(0, 256, (count, SIZE, SIZE, 3), dtype=np.uint8)
 
@@ -51,26 +26,26 @@ def faulty_run(tmp_path_factory):
 
     def good_record(name, image, label):
         good[name] = (image, label)
-        return _example(tf.io.encode_png(image).numpy(), label, name)
+        return helpers.encoded_example(tf.io.encode_png(image).numpy(), label, name)
 
     images = _good_images(14, seed=5)
     gray_alpha = tf.io.encode_png(np.zeros((SIZE, SIZE, 2), np.uint8)).numpy()
     mixed = [good_record(f"good-{i}", images[i], i % 2) for i in range(6)]
-    mixed[1:1] = [_example(b"\x89PNG not really", 0, "bad-decode")]
-    mixed[3:3] = [_example(None, 1, "bad-missing-image")]
+    mixed[1:1] = [helpers.encoded_example(b"\x89PNG not really", 0, "bad-decode")]
+    mixed[3:3] = [helpers.encoded_example(None, 1, "bad-missing-image")]
     mixed[4:4] = [b"\xff\xff\xff\xff"]  # not a tf.train.Example at all -> parse
-    mixed[5:5] = [_example(gray_alpha, 1, "bad-channels")]
-    mixed.append(_example(tf.io.encode_png(images[6]).numpy(), None, "bad-no-label"))
-    mixed.append(_example(tf.io.encode_png(images[7]).numpy(), 7, "bad-label-range"))
-    _write(data / "a-mixed.tfrecord", mixed)
+    mixed[5:5] = [helpers.encoded_example(gray_alpha, 1, "bad-channels")]
+    mixed.append(helpers.encoded_example(tf.io.encode_png(images[6]).numpy(), None, "bad-no-label"))
+    mixed.append(helpers.encoded_example(tf.io.encode_png(images[7]).numpy(), 7, "bad-label-range"))
+    helpers.write_records(data / "a-mixed.tfrecord", mixed)
 
-    _write(data / "b-truncated.tfrecord",
-           [good_record(f"trunc-{i}", images[8 + i], 1) for i in range(3)])
+    helpers.write_records(data / "b-truncated.tfrecord",
+                          [good_record(f"trunc-{i}", images[8 + i], 1) for i in range(3)])
     raw = (data / "b-truncated.tfrecord").read_bytes()
     (data / "b-truncated.tfrecord").write_bytes(raw[:-40])  # cut inside the last record
 
-    _write(data / "c-corrupt.tfrecord",
-           [good_record(f"corrupt-{i}", images[11 + i], 0) for i in range(3)])
+    helpers.write_records(data / "c-corrupt.tfrecord",
+                          [good_record(f"corrupt-{i}", images[11 + i], 0) for i in range(3)])
     raw = bytearray((data / "c-corrupt.tfrecord").read_bytes())
     record_size = len(raw) // 3
     raw[record_size + 60] ^= 0xFF  # inside the second record's payload -> CRC mismatch
@@ -140,7 +115,7 @@ def test_fail_policy_stops_the_run_on_a_damaged_shard(faulty_run, capsys):
 
 
 def _raw_example(array, example_id):
-    return _example(np.asarray(array, np.float32).tobytes(), 0, example_id)
+    return helpers.encoded_example(np.asarray(array, np.float32).tobytes(), 0, example_id)
 
 
 def test_raw_tensors_wrong_size_nan_and_overflow(tmp_path):
@@ -149,7 +124,7 @@ def test_raw_tensors_wrong_size_nan_and_overflow(tmp_path):
     good = rng.random((3, SIZE, SIZE, 3)).astype(np.float32)
     nan_image = good[0].copy()
     nan_image[3, 3, 1] = np.nan
-    _write(tmp_path / "raw.tfrecord", [
+    helpers.write_records(tmp_path / "raw.tfrecord", [
         _raw_example(good[0], "raw-0"), _raw_example(good[1], "raw-1"),
         _raw_example(np.zeros((SIZE, SIZE - 1, 3)), "raw-wrong-size"),
         _raw_example(nan_image, "raw-nan"),
